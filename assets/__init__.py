@@ -1,0 +1,1 @@
+"""Dagster wrappers only: each module says what depends on what; logic lives in `lifecycle`."""

@@ -1,0 +1,124 @@
+"""features/* and labels/*: daily, point-in-time, computed over a whole partition range at once."""
+
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import (
+    DAILY_RANGE,
+    OWNERS,
+    Partitions,
+    day_keys,
+    frame_metadata,
+    local_window,
+    require_materialized,
+)
+from lifecycle.features import churn_labels, customer_features, daily_activity
+from lifecycle.settings import Settings
+
+ACTIVITY = dg.AssetKey(["features", "customer_activity"])
+FEATURES = dg.AssetKey(["features", "customer_features"])
+LABELS = dg.AssetKey(["labels", "churn_labels"])
+KINDS = {"duckdb", "pandas", "numpy"}
+
+
+def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+    lookback = settings.features.lookback_days
+    horizon = settings.labels.horizon_days
+    windows = settings.features.windows
+    first_day = pd.Timestamp(settings.partitions.start_date)
+
+    @dg.asset(
+        key=ACTIVITY,
+        ins={"transactions": dg.AssetIn(dg.AssetKey(["raw", "transactions"]))},
+        partitions_def=partitions.daily,
+        backfill_policy=DAILY_RANGE,
+        metadata={"partition_expr": "activity_date"},
+        group_name="churn",
+        kinds=KINDS,
+        owners=OWNERS,
+        description="Per customer per day with a purchase: purchase count, spend, largest basket.",
+    )
+    def customer_activity(context: dg.AssetExecutionContext, transactions: pd.DataFrame):
+        activity = daily_activity(transactions)
+        return dg.Output(activity, metadata=frame_metadata(activity, "activity_date"))
+
+    @dg.asset(
+        key=FEATURES,
+        ins={
+            "activity": dg.AssetIn(
+                ACTIVITY,
+                # Offsets count days of this asset: day D reads activity of D-(W-1) … D.
+                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(lookback - 1), end_offset=0),
+            )
+        },
+        partitions_def=partitions.daily,
+        backfill_policy=DAILY_RANGE,
+        metadata={"partition_expr": "as_of_date"},
+        group_name="churn",
+        kinds=KINDS,
+        owners=OWNERS,
+        description=(
+            f"As of day D, every customer with a purchase in the last {lookback} days, with "
+            f"recency/frequency/monetary/trend features over {list(windows)}-day windows, "
+            "computed only from data up to and including D."
+        ),
+    )
+    def customer_features_asset(context: dg.AssetExecutionContext, activity: pd.DataFrame):
+        start, end = local_window(context)
+        needed_from = max(start - pd.Timedelta(days=lookback - 1), first_day)
+        require_materialized(
+            context, ACTIVITY, day_keys(needed_from, end), f"features look back {lookback} days"
+        )
+        days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
+        features = customer_features(activity, days, windows)
+        return dg.Output(features, metadata=frame_metadata(features, "as_of_date"))
+
+    @dg.asset(
+        key=LABELS,
+        ins={
+            "population": dg.AssetIn(FEATURES, metadata={"columns": ["as_of_date", "customer_id"]}),
+            "activity": dg.AssetIn(
+                ACTIVITY,
+                # Offsets count days of this asset: day D reads activity of D+1 … D+H.
+                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=1, end_offset=horizon),
+            ),
+        },
+        partitions_def=partitions.daily,
+        backfill_policy=DAILY_RANGE,
+        metadata={"partition_expr": "as_of_date"},
+        group_name="churn",
+        kinds=KINDS,
+        owners=OWNERS,
+        description=(
+            f"churned = 1 when a customer of day D's feature population makes no purchase in "
+            f"(D, D+{horizon}]. A day matures only once all {horizon} following days exist."
+        ),
+    )
+    def churn_labels_asset(
+        context: dg.AssetExecutionContext, population: pd.DataFrame, activity: pd.DataFrame
+    ):
+        start, end = local_window(context)
+        horizon_end = end + pd.Timedelta(days=horizon)
+        last_partition = partitions.daily.get_last_partition_key()
+        if last_partition is None or horizon_end - pd.Timedelta(days=1) > pd.Timestamp(last_partition):
+            raise dg.Failure(
+                description=(
+                    f"labels for {start.date()} … {(end - pd.Timedelta(days=1)).date()} have not "
+                    f"matured: they need activity up to {(horizon_end - pd.Timedelta(days=1)).date()}, "
+                    f"but the last day partition is {last_partition}"
+                )
+            )
+        require_materialized(
+            context, ACTIVITY, day_keys(start + pd.Timedelta(days=1), horizon_end), "label horizon"
+        )
+        labels = churn_labels(population, activity, horizon)
+        return dg.Output(
+            labels,
+            metadata={
+                **frame_metadata(labels, "as_of_date"),
+                "churn_rate": dg.MetadataValue.float(float(labels["churned"].mean()) if len(labels) else 0.0),
+            },
+        )
+
+    return [customer_activity, customer_features_asset, churn_labels_asset]

@@ -1,0 +1,242 @@
+"""One YAML settings file holds every run-time choice; this module validates it.
+
+The file is chosen by ``LIFECYCLE_SETTINGS`` (default: the demo settings shipped in
+``settings/demo.yaml``). Unknown or mistyped keys fail on load with the dotted key path,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SETTINGS_ENV_VAR = "LIFECYCLE_SETTINGS"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_SETTINGS = PROJECT_ROOT / "settings" / "demo.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartitionSettings(_Strict):
+    start_date: dt.date
+    end_date: dt.date | None = Field(
+        None, description="Exclusive end of the daily partitions; omit for an open-ended range."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PartitionSettings:
+        if self.end_date is not None and self.end_date <= self.start_date:
+            raise ValueError("partitions.end_date must be after partitions.start_date")
+        return self
+
+
+class WarehouseSettings(_Strict):
+    database: str = "data/warehouse.duckdb"
+    artifact_root: str = "data/artifacts"
+
+
+class SyntheticSettings(_Strict):
+    seed: int = 7
+    n_customers: Annotated[int, Field(gt=0)] = 5000
+    n_items: Annotated[int, Field(gt=0)] = 1000
+
+
+class ColumnMap(_Strict):
+    """Maps the user's column names (values) onto ours (keys)."""
+
+    customer_id: str = "customer_id"
+    timestamp: str = "timestamp"
+    amount: str = "amount"
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    weight: str | None = "weight"
+
+
+class FilesSettings(_Strict):
+    transactions_glob: str | None = None
+    interactions_glob: str | None = None
+    columns: ColumnMap = ColumnMap()
+    timestamp_format: str | None = Field(None, description="strftime format, e.g. %Y%m%d")
+    timestamp_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        None, description="Epoch unit when timestamps are numbers"
+    )
+
+    @model_validator(mode="after")
+    def _one_timestamp_style(self) -> FilesSettings:
+        if not (self.transactions_glob or self.interactions_glob):
+            raise ValueError("set transactions_glob, interactions_glob or both")
+        if self.timestamp_format and self.timestamp_unit:
+            raise ValueError("set at most one of timestamp_format and timestamp_unit")
+        return self
+
+
+class SqlSettings(_Strict):
+    url_env: str = Field(
+        "SOURCE_DATABASE_URL", description="Environment variable holding the SQLAlchemy URL"
+    )
+    transactions_query: str
+    interactions_query: str | None = None
+
+
+class SourceSettings(_Strict):
+    kind: Literal["synthetic", "files", "sql"] = "synthetic"
+    synthetic: SyntheticSettings = SyntheticSettings()
+    files: FilesSettings | None = None
+    sql: SqlSettings | None = None
+
+    @model_validator(mode="after")
+    def _options_present(self) -> SourceSettings:
+        if self.kind == "files" and self.files is None:
+            raise ValueError("source.kind is 'files' but source.files is missing")
+        if self.kind == "sql" and self.sql is None:
+            raise ValueError("source.kind is 'sql' but source.sql is missing")
+        return self
+
+
+class ValidationSettings(_Strict):
+    max_quarantine_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    on_empty_day: Literal["fail", "allow"] = "fail"
+
+
+class FeatureSettings(_Strict):
+    windows: tuple[int, ...] = (7, 30, 90)
+
+    @field_validator("windows")
+    @classmethod
+    def _positive_sorted(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("features.windows must be positive day counts")
+        return tuple(sorted(set(v)))
+
+    @property
+    def lookback_days(self) -> int:
+        return max(self.windows)
+
+
+class LabelSettings(_Strict):
+    horizon_days: Annotated[int, Field(gt=0, le=120)] = 30
+
+
+class ChurnSearchSettings(_Strict):
+    max_depth: tuple[int, ...] = (3, 4, 6)
+    learning_rate: tuple[float, ...] = (0.05, 0.1)
+    min_child_weight: tuple[float, ...] = (1.0, 5.0)
+    subsample: tuple[float, ...] = (0.8, 1.0)
+    colsample_bytree: tuple[float, ...] = (0.8, 1.0)
+    n_trials: Annotated[int, Field(gt=0)] = 4
+    num_boost_round: Annotated[int, Field(gt=0)] = 400
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 30
+    seed: int = 0
+
+
+class ChurnCheckSettings(_Strict):
+    min_auc: float = 0.70
+    auc_tolerance: float = 0.01
+    n_boot: Annotated[int, Field(gt=0)] = 300
+    max_feature_psi: float = 0.25
+    max_score_psi: float = 0.25
+
+
+class ChurnSettings(_Strict):
+    train_months: Annotated[int, Field(gt=0)] = 3
+    validation_days: Annotated[int, Field(gt=0)] = 14
+    search: ChurnSearchSettings = ChurnSearchSettings()
+    checks: ChurnCheckSettings = ChurnCheckSettings()
+
+
+class AlsGridPoint(_Strict):
+    factors: int = 32
+    regularization: float = 0.05
+    iterations: int = 15
+
+
+class WeightingSettings(_Strict):
+    scheme: Literal["alpha", "bm25", "tfidf"] = "alpha"
+    alpha: float = 20.0
+
+
+class RecommenderCheckSettings(_Strict):
+    min_precision: float = 0.02
+    min_lift_over_popularity: float = 1.2
+    tolerance: float = 0.005
+    min_coverage: float = 0.05
+
+
+class RecommenderSettings(_Strict):
+    lookback_months: Annotated[int, Field(gt=0)] = 3
+    holdout_k: Annotated[int, Field(gt=0)] = 5
+    min_user_interactions: Annotated[int, Field(gt=0)] = 10
+    k: Annotated[int, Field(gt=0)] = 10
+    active_days: Annotated[int, Field(gt=0)] = 30
+    fallback_size: Annotated[int, Field(gt=0)] = 50
+    weighting: WeightingSettings = WeightingSettings()
+    grid: tuple[AlsGridPoint, ...] = (AlsGridPoint(),)
+    checks: RecommenderCheckSettings = RecommenderCheckSettings()
+
+
+class ScheduleSettings(_Strict):
+    daily_time: str = "08:00"
+    monthly_time: str = "10:00"
+    train_day: Annotated[int, Field(ge=1, le=28)] = 1
+    promote_day: Annotated[int, Field(ge=1, le=28)] = 15
+
+    @field_validator("daily_time", "monthly_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        dt.datetime.strptime(v, "%H:%M")
+        return v
+
+
+class Settings(_Strict):
+    timezone: str = "UTC"
+    partitions: PartitionSettings
+    warehouse: WarehouseSettings = WarehouseSettings()
+    source: SourceSettings = SourceSettings()
+    validation: ValidationSettings = ValidationSettings()
+    features: FeatureSettings = FeatureSettings()
+    labels: LabelSettings = LabelSettings()
+    churn: ChurnSettings = ChurnSettings()
+    recommender: RecommenderSettings = RecommenderSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(v)
+        return v
+
+
+class SettingsError(ValueError):
+    """A settings file that does not parse or validate; the message names file and keys."""
+
+
+def parse_settings(raw: object, origin: str = "<settings>") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"{origin}: {problems}") from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load the file named by ``path``, else by ``LIFECYCLE_SETTINGS``, else the demo."""
+    chosen = Path(path or os.environ.get(SETTINGS_ENV_VAR) or DEMO_SETTINGS)
+    try:
+        raw = yaml.safe_load(chosen.read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {chosen}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{chosen}: not valid YAML: {exc}") from None
+    return parse_settings(raw, str(chosen))

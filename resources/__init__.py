@@ -1,0 +1,1 @@
+"""Resources chosen from the settings: warehouse, source, registry, alerts."""
