@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.churn import build_churn_assets
 from assets.common import build_partitions
 from assets.features import build_feature_assets
 from assets.ingest import build_ingest_assets
 from lifecycle.settings import Settings, load_settings
+from resources.registry import RegistryResource, Warehouse
 from resources.sources import source_from_settings
 from resources.warehouse import WarehouseIOManager
 
@@ -15,15 +17,20 @@ from resources.warehouse import WarehouseIOManager
 def build_defs(settings: Settings) -> dg.Definitions:
     """Definitions for one settings file; tests build their own from temporary settings."""
     partitions = build_partitions(settings)
-    assets = [
+    assets: list = [
         *build_ingest_assets(partitions, settings),
         *build_feature_assets(partitions, settings),
+        *build_churn_assets(partitions, settings),
     ]
     return dg.Definitions(
         assets=assets,
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse.database),
             "source": source_from_settings(settings),
+            "registry": RegistryResource(
+                database=settings.warehouse.database, artifact_root=settings.warehouse.artifact_root
+            ),
+            "warehouse": Warehouse(database=settings.warehouse.database),
         },
         # One DuckDB file has one writer: steps of a run execute one after another.
         executor=dg.in_process_executor,

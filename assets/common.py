@@ -1,6 +1,5 @@
 """Partitions, owners and small helpers shared by every asset module."""
 
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,11 +24,12 @@ def build_partitions(settings: Settings) -> Partitions:
     p, tz = settings.partitions, settings.timezone
     start = p.start_date
     end = p.end_date
-    # A month is trained on its first day, so the month containing the data's end is included.
+    # A month is trained on its first day, so the month holding the (exclusive) end day is
+    # included: data through June 30 makes July's challenger trainable.
     month_end = None
     if end is not None:
-        month_end = (pd.Timestamp(end) - pd.Timedelta(days=1)).to_period("M").end_time.normalize()
-        month_end = (month_end + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        last_month = pd.Timestamp(end).to_period("M")
+        month_end = (last_month + 1).to_timestamp().strftime("%Y-%m-%d")
     return Partitions(
         daily=dg.DailyPartitionsDefinition(
             start_date=start.isoformat(),
@@ -84,9 +84,7 @@ def md_table(frame: pd.DataFrame, max_rows: int = 5) -> str:
     ]
     for row in head.itertuples(index=False):
         lines.append(
-            "| "
-            + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
-            + " |"
+            "| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
         )
     return "\n".join(lines)
 

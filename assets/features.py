@@ -1,6 +1,5 @@
 """features/* and labels/*: daily, point-in-time, computed over a whole partition range at once."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -49,7 +48,9 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
             "activity": dg.AssetIn(
                 ACTIVITY,
                 # Offsets count days of this asset: day D reads activity of D-(W-1) … D.
-                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(lookback - 1), end_offset=0),
+                partition_mapping=dg.TimeWindowPartitionMapping(
+                    start_offset=-(lookback - 1), end_offset=0
+                ),
             )
         },
         partitions_def=partitions.daily,
@@ -101,7 +102,9 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         start, end = local_window(context)
         horizon_end = end + pd.Timedelta(days=horizon)
         last_partition = partitions.daily.get_last_partition_key()
-        if last_partition is None or horizon_end - pd.Timedelta(days=1) > pd.Timestamp(last_partition):
+        if last_partition is None or horizon_end - pd.Timedelta(days=1) > pd.Timestamp(
+            last_partition
+        ):
             raise dg.Failure(
                 description=(
                     f"labels for {start.date()} … {(end - pd.Timedelta(days=1)).date()} have not "
@@ -117,7 +120,9 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
             labels,
             metadata={
                 **frame_metadata(labels, "as_of_date"),
-                "churn_rate": dg.MetadataValue.float(float(labels["churned"].mean()) if len(labels) else 0.0),
+                "churn_rate": dg.MetadataValue.float(
+                    float(labels["churned"].mean()) if len(labels) else 0.0
+                ),
             },
         )
 

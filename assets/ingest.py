@@ -1,6 +1,5 @@
 """raw/*: one daily partition = the events whose local timestamp falls in that day."""
 
-
 import dagster as dg
 from dagster_pandera import pandera_schema_to_dagster_type
 
@@ -27,10 +26,14 @@ def quarantine_check_name(table: str) -> str:
     return f"{table}_quarantine_share"
 
 
-def build_raw_asset(spec: TableSpec, partitions: Partitions, settings: Settings) -> dg.AssetsDefinition:
+def build_raw_asset(
+    spec: TableSpec, partitions: Partitions, settings: Settings
+) -> dg.AssetsDefinition:
     """A raw table and its quarantine, written together so they never disagree."""
     table = spec.name
-    key, quarantine_key = dg.AssetKey(["raw", table]), dg.AssetKey(["raw", f"{table}_quarantine"])
+    key = dg.AssetKey(["raw", table])
+    quarantine_key = dg.AssetKey(["raw", f"{table}_quarantine"])
+    quality_key = dg.AssetKey(["raw", f"{table}_daily_quality"])
     bound = settings.validation.max_quarantine_share
     group = "ingest"
 
@@ -41,6 +44,15 @@ def build_raw_asset(spec: TableSpec, partitions: Partitions, settings: Settings)
                 key=key,
                 dagster_type=pandera_schema_to_dagster_type(SCHEMAS[table]),
                 description=f"Validated {table}: rows of the day in the configured time zone.",
+                metadata=PARTITIONED_BY_DAY,
+                kinds={"duckdb", "pandas"},
+                owners=OWNERS,
+                group_name=group,
+            ),
+            "quality": dg.AssetOut(
+                key=quality_key,
+                description=f"Per day: {table} rows kept and quarantined, and whether the day "
+                "passed the quarantine bound (training excludes days that did not).",
                 metadata=PARTITIONED_BY_DAY,
                 kinds={"duckdb", "pandas"},
                 owners=OWNERS,
@@ -78,6 +90,9 @@ def build_raw_asset(spec: TableSpec, partitions: Partitions, settings: Settings)
                 " (set validation.on_empty_day: allow if such days are expected)"
             )
         shares = quarantine_share_by_day(batch.clean, batch.quarantine, start, end)
+        quality = shares.rename(columns={"day": "event_date"}).assign(
+            passed=lambda f: f["share"] <= bound
+        )
         worst = shares.loc[shares["share"].idxmax()]
         yield dg.Output(
             batch.clean,
@@ -86,6 +101,11 @@ def build_raw_asset(spec: TableSpec, partitions: Partitions, settings: Settings)
                 **frame_metadata(batch.clean, "event_date"),
                 "quarantined_rows": dg.MetadataValue.int(len(batch.quarantine)),
             },
+        )
+        yield dg.Output(
+            quality,
+            output_name="quality",
+            metadata={**frame_metadata(quality), "failing_days": int((~quality["passed"]).sum())},
         )
         reasons = batch.quarantine["reason"].value_counts().head(10)
         yield dg.Output(

@@ -112,7 +112,9 @@ def customer_features(
         cols[f"avg_basket_{longest}d"] = cols[f"spend_{longest}d"] / np.maximum(n_long, 1)
         short = min(windows)
         # Purchase rate in the shortest window relative to the longest: < 1 means slowing down.
-        cols["trend_short_long"] = (cols[f"txn_count_{short}d"] / short) / (np.maximum(n_long, 1) / longest)
+        cols["trend_short_long"] = (cols[f"txn_count_{short}d"] / short) / (
+            np.maximum(n_long, 1) / longest
+        )
         present = n_long > 0
         r, c = np.nonzero(present)
         frame = pd.DataFrame(

@@ -288,6 +288,14 @@ def _pairs_key(rows: np.ndarray, cols: np.ndarray, n_cols: int) -> np.ndarray:
     return rows.astype(np.int64) * np.int64(n_cols) + cols.astype(np.int64)
 
 
+def _member(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``np.isin`` for an already sorted haystack: a binary search, no re-sort or hashing."""
+    if sorted_keys.size == 0:
+        return np.zeros(query.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, query), sorted_keys.size - 1)
+    return sorted_keys[pos] == query
+
+
 def _recommend_indices(
     model: CpuAls, user_items: sp.csr_matrix, rows: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -304,6 +312,8 @@ def _recommend_indices(
     if n_rows == 0 or n == 0:
         return out_ids, out_scores
     selected = user_items[rows]
+    if not selected.has_sorted_indices:
+        selected.sort_indices()  # makes the seen keys below sorted (row-major)
     ids, scores = model.recommend(rows, selected, N=n, filter_already_liked_items=True)
     ids = np.asarray(ids, dtype=np.int64).reshape(n_rows, n)
     scores = np.asarray(scores, dtype=np.float64).reshape(n_rows, n)
@@ -312,7 +322,7 @@ def _recommend_indices(
     seen_key = _pairs_key(seen_rows, selected.indices, n_items)
     rec_key = _pairs_key(np.arange(n_rows)[:, None], ids, n_items)
     valid = (scores > _INVALID_SCORE) & (ids >= 0) & (ids < n_items)
-    valid &= ~np.isin(rec_key, seen_key)
+    valid &= ~_member(seen_key, rec_key)
 
     order = np.argsort(~valid, axis=1, kind="stable")
     ids = np.take_along_axis(ids, order, axis=1)
@@ -377,7 +387,7 @@ def _metrics_from_pairs(
     hold_key = np.unique(_pairs_key(hold_rows, hold_items, n_items))
     n_rel = np.bincount(hold_key // n_items, minlength=n_users)[:n_users]
     rec_key = np.where(rec >= 0, _pairs_key(np.arange(n_users)[:, None], rec, n_items), -1)
-    hits = np.isin(rec_key, hold_key)
+    hits = _member(hold_key, rec_key)
 
     active = n_rel > 0
     hits, n_rel, rec = hits[active], n_rel[active], rec[active]

@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ import pandas as pd
 
 __all__ = [
     "ALIASES",
+    "DAGSTER_DUCKDB_CONFIG",
     "EVENTS",
     "AliasEvent",
     "ArtifactIntegrityError",
@@ -69,6 +71,12 @@ ALIASES: tuple[str, ...] = get_args(Alias)
 EVENTS: tuple[str, ...] = get_args(Event)
 
 SCHEMA = "registry"
+# DuckDB refuses a second in-process connection to a file that is already open with another
+# configuration. Dagster's DuckDB resource and IO manager always connect with exactly this, so
+# the registry matches it by default and can share the warehouse file while they hold it open.
+DAGSTER_DUCKDB_CONFIG: Mapping[str, str] = {"custom_user_agent": "dagster"}
+# Another *process* holding the file (multiprocess executor) raises IOException; retry briefly.
+_CONNECT_DELAYS_S: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 _CHUNK = 1 << 20
 _MAX_COUNTER = 999
 _VERSION_RE = re.compile(r"^v_(\d{6}_\d{6})(?:_(\d{3}))?$")
@@ -300,6 +308,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_artifacts(version_dir: Path, sources: Sequence[Path]) -> dict[str, str]:
+    """Copy, fsync, hash (from the copy) and make read-only; returns ``{name: sha256}``."""
+    files_sha256: dict[str, str] = {}
+    for src in sources:
+        dest = version_dir / src.name
+        shutil.copyfile(src, dest)
+        with dest.open("rb") as fh:
+            os.fsync(fh.fileno())
+        files_sha256[src.name] = sha256_file(dest)
+        dest.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    _fsync_dir(version_dir)
+    return dict(sorted(files_sha256.items()))
+
+
 # --------------------------------------------------------------------------- registry
 
 _DDL = f"""
@@ -375,10 +397,20 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 class ModelRegistry:
     """Registry over a DuckDB file and an artifact root; holds no open connection."""
 
-    def __init__(self, database: str | Path, artifact_root: str | Path) -> None:
+    def __init__(
+        self,
+        database: str | Path,
+        artifact_root: str | Path,
+        connection_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``connection_config`` must equal that of any other connection this process keeps
+        open on the same file (default: Dagster's, see :data:`DAGSTER_DUCKDB_CONFIG`)."""
         # Resolved once so a later chdir cannot point the registry somewhere else.
         self.database = Path(database).resolve()
         self.artifact_root = Path(artifact_root).resolve()
+        self.connection_config: dict[str, Any] = dict(
+            DAGSTER_DUCKDB_CONFIG if connection_config is None else connection_config
+        )
         self._schema_ready = False
 
     def __repr__(self) -> str:
@@ -389,7 +421,7 @@ class ModelRegistry:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.database.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.database))
+        con = self._open()
         try:
             if not self._schema_ready:
                 con.execute(_DDL)
@@ -397,6 +429,16 @@ class ModelRegistry:
             yield con
         finally:
             con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        for delay in (*_CONNECT_DELAYS_S, None):
+            try:
+                return duckdb.connect(str(self.database), config=dict(self.connection_config))
+            except duckdb.IOException:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -410,7 +452,11 @@ class ModelRegistry:
             con.execute("COMMIT")
 
     def ensure_schema(self) -> None:
-        """Create the ``registry`` schema and tables if missing; safe to call any time."""
+        """Create the ``registry`` schema and tables if missing; safe to call any time.
+
+        Every method also does this lazily on first use; calling it at start-up just surfaces
+        a bad database path before any model is trained.
+        """
         self._schema_ready = False
         with self._connect():
             pass
@@ -492,6 +538,7 @@ class ModelRegistry:
 
         model_dir = self.artifact_root / model_name
         model_dir.mkdir(parents=True, exist_ok=True)
+        # One connection for the whole call (opening DuckDB costs ~50 ms); it is closed on return.
         with self._connect() as con:
             known = {
                 r[0]
@@ -500,43 +547,34 @@ class ModelRegistry:
                     [model_name],
                 ).fetchall()
             }
-        # Orphan folders from interrupted registrations count as taken: never reuse their id.
-        known |= {p.name for p in model_dir.iterdir()}
-        version = new_version_id(created_at, known)
-        version_dir = model_dir / version
-        try:
-            version_dir.mkdir()
-        except FileExistsError:
-            raise FileExistsError(
-                f"{model_name}: version folder {version_dir} already exists; "
-                "model versions are immutable and are never written twice"
-            ) from None
-
-        try:
-            files_sha256: dict[str, str] = {}
-            for src in sources:
-                dest = version_dir / src.name
-                shutil.copyfile(src, dest)
-                with dest.open("rb") as fh:
-                    os.fsync(fh.fileno())
-                files_sha256[src.name] = sha256_file(dest)
-                dest.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            _fsync_dir(version_dir)
-            mv = ModelVersion(
-                model_name=model_name,
-                version=version,
-                partition_key=partition_key,
-                created_at=created_at,
-                artifact_dir=str(version_dir),
-                files_sha256=dict(sorted(files_sha256.items())),
-                sha256=manifest_sha256(files_sha256),
-                dataset_version=dataset_version,
-                params=json.loads(params_json),
-                metrics=json.loads(metrics_json),
-                code_version=code_version,
-                run_id=run_id,
-            )
-            with self._transaction() as con:
+            # Orphan folders from interrupted registrations count as taken: never reuse them.
+            known |= {p.name for p in model_dir.iterdir()}
+            version = new_version_id(created_at, known)
+            version_dir = model_dir / version
+            try:
+                version_dir.mkdir()  # exclusive claim of the id
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{model_name}: version folder {version_dir} already exists; "
+                    "model versions are immutable and are never written twice"
+                ) from None
+            try:
+                files_sha256 = _write_artifacts(version_dir, sources)
+                mv = ModelVersion(
+                    model_name=model_name,
+                    version=version,
+                    partition_key=partition_key,
+                    created_at=created_at,
+                    artifact_dir=str(version_dir),
+                    files_sha256=files_sha256,
+                    sha256=manifest_sha256(files_sha256),
+                    dataset_version=dataset_version,
+                    params=json.loads(params_json),
+                    metrics=json.loads(metrics_json),
+                    code_version=code_version,
+                    run_id=run_id,
+                )
+                # Row last, as one auto-committed statement: it exists only with its files.
                 con.execute(
                     f"INSERT INTO {SCHEMA}.model_versions ({_MV_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -546,7 +584,7 @@ class ModelRegistry:
                         partition_key,
                         _naive_utc(created_at),
                         f"{model_name}/{version}",
-                        json.dumps(mv.files_sha256, sort_keys=True),
+                        json.dumps(files_sha256, sort_keys=True),
                         mv.sha256,
                         dataset_version,
                         params_json,
@@ -555,10 +593,10 @@ class ModelRegistry:
                         run_id,
                     ],
                 )
-        except BaseException:
-            # No row was written, so the half-built folder we claimed is nobody's: remove it.
-            shutil.rmtree(version_dir, ignore_errors=True)
-            raise
+            except BaseException:
+                # No row was written, so the folder we claimed is nobody's: remove it.
+                shutil.rmtree(version_dir, ignore_errors=True)
+                raise
         return mv
 
     def get(self, model_name: str, version: str) -> ModelVersion:
@@ -585,12 +623,12 @@ class ModelRegistry:
     def alias(self, model_name: str, alias: str) -> ModelVersion | None:
         """The version an alias points at, or None if it was never set."""
         _check_alias(alias)
-        with self._connect() as con:
-            row = con.execute(
-                f"SELECT version FROM {SCHEMA}.aliases WHERE model_name = ? AND alias = ?",
-                [model_name, alias],
-            ).fetchone()
-        return None if row is None else self.get(model_name, row[0])
+        found = self._select_versions(
+            f"(model_name, version) IN (SELECT model_name, version FROM {SCHEMA}.aliases "
+            "WHERE model_name = ? AND alias = ?)",
+            [model_name, alias],
+        )
+        return found[0] if found else None
 
     def set_alias(  # noqa: PLR0917 - signature fixed by the shared API
         self,

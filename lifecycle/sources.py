@@ -110,5 +110,7 @@ def read_event_sql(
     finally:
         engine.dispose()
     require_columns(frame, spec.columns, "sql query")
-    frame["timestamp"] = to_local_naive(pd.to_datetime(frame["timestamp"], errors="coerce"), timezone)
+    frame["timestamp"] = to_local_naive(
+        pd.to_datetime(frame["timestamp"], errors="coerce"), timezone
+    )
     return frame.loc[:, list(spec.columns)]

@@ -242,12 +242,10 @@ def _sample_population(cfg: SyntheticConfig, rng: np.random.Generator) -> _Popul
 
     rate_mult = np.array([s.rate_mult for s in SEGMENTS])[segment]
     base_rate = rng.gamma(cfg.purchase_rate_shape, 1.0 / cfg.purchase_rate_shape, size=n)
-    # exp(c*(e-0.5)) with e~Beta(2,2) has mean slightly > 1; normalise it back to 1.
-    eng_grid = np.linspace(0.0, 1.0, 2001)
-    eng_norm = np.trapezoid(
-        6 * eng_grid * (1 - eng_grid) * np.exp(cfg.engagement_rate_coef * (eng_grid - 0.5)),
-        eng_grid,
-    )
+    # exp(c*(e-0.5)) with e~Beta(2,2) has mean slightly > 1; normalise it back to 1
+    # (midpoint rule on the Beta(2, 2) density 6x(1-x)).
+    grid = (np.arange(2000) + 0.5) / 2000
+    eng_norm = np.mean(6 * grid * (1 - grid) * np.exp(cfg.engagement_rate_coef * (grid - 0.5)))
     eng_mult = np.exp(cfg.engagement_rate_coef * (engagement - 0.5)) / eng_norm
     purchase_rate = cfg.purchase_rate * base_rate * rate_mult * eng_mult
 
@@ -329,12 +327,17 @@ def _sample_items(logits: np.ndarray, rows: np.ndarray, rng: np.random.Generator
     so a single ``searchsorted`` serves all rows.
     """
     n_rows, n_items = logits.shape
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    cdf = np.cumsum(probs, axis=1)
+    cdf = logits  # transformed in place: the chunk's largest array is touched only once
+    cdf -= cdf.max(axis=1, keepdims=True)
+    np.exp(cdf, out=cdf)
+    np.cumsum(cdf, axis=1, out=cdf)
     cdf /= cdf[:, -1:]
     cdf += np.arange(n_rows, dtype=np.float64)[:, None]
     u = rng.random(rows.size) + rows
-    flat = np.searchsorted(cdf.ravel(), u, side="right")
+    # Searching in sorted order is cache-friendly (several times faster on big chunks).
+    order = np.argsort(u)
+    flat = np.empty(u.size, dtype=np.int64)
+    flat[order] = np.searchsorted(cdf.ravel(), u[order], side="right")
     # Rounding of `u + row` can spill into the next row; clamp back to the last item.
     return np.minimum(flat - rows * n_items, n_items - 1).astype(np.int64)
 
@@ -388,10 +391,9 @@ def _generate_chunk(
     rows = np.concatenate([buy_rows, cart_rows, view_rows])
     days = np.concatenate([buy_days, cart_days, view_days])
 
-    logits = (
-        cfg.popularity_beta * np.log(cat.popularity)[None, :]
-        + (cat.user_factors[rows_slice] @ cat.item_factors.T) / cfg.affinity_temperature
-    )
+    logits = cat.user_factors[rows_slice] @ cat.item_factors.T
+    logits /= cfg.affinity_temperature
+    logits += cfg.popularity_beta * np.log(cat.popularity)[None, :]
     items = _sample_items(logits, rows, rng)
     ts = _timestamps(cfg, days, rng)
     weight = np.concatenate(
@@ -411,6 +413,20 @@ def _generate_chunk(
         amount=amount,
         n_buy=int(buy_rows.size),
     )
+
+
+def _time_order(cfg: SyntheticConfig, ts: np.ndarray, user: np.ndarray) -> np.ndarray:
+    """Stable permutation sorting events by (timestamp, user).
+
+    One int64 key with a stable argsort is ~4x faster than ``np.lexsort`` on millions of rows;
+    stability keeps the remaining ties in (deterministic) generation order.
+    """
+    start_ns = np.datetime64(cfg.start, "ns").astype(np.int64)
+    n_users = cfg.n_customers + 1
+    if cfg.n_days * 86_400 * n_users < np.iinfo(np.int64).max:
+        key = (ts - start_ns) // _NS_PER_SECOND * n_users + user
+        return np.argsort(key, kind="stable")
+    return np.lexsort((user, ts))
 
 
 def _customers_frame(cfg: SyntheticConfig, pop: _Population) -> pd.DataFrame:
@@ -455,7 +471,7 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
     t_item = np.concatenate([p.item[: p.n_buy] for p in parts])
     t_ts = np.concatenate([p.ts[: p.n_buy] for p in parts])
     t_amount = np.concatenate([p.amount for p in parts])
-    order = np.lexsort((t_item, t_user, t_ts))
+    order = _time_order(cfg, t_ts, t_user)
     transactions = pd.DataFrame(
         {
             "customer_id": t_user[order],
@@ -469,8 +485,8 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
     i_item = np.concatenate([p.item for p in parts])
     i_ts = np.concatenate([p.ts for p in parts])
     i_weight = np.concatenate([p.weight for p in parts])
-    # Within one second and user, the purchase row comes first (heavier weight first).
-    order = np.lexsort((i_item, -i_weight, i_user, i_ts))
+    # Ties (same user, same second) keep generation order: purchase, then cart, then view.
+    order = _time_order(cfg, i_ts, i_user)
     interactions = pd.DataFrame(
         {
             "user_id": i_user[order],

@@ -103,13 +103,12 @@ def require_columns(frame: pd.DataFrame, columns: tuple[str, ...], origin: str) 
 def _row_rules(spec: TableSpec, start: pd.Timestamp, end: pd.Timestamp) -> pa.DataFrameSchema:
     """The pandera rules a single row must pass; failures become quarantine reasons."""
     columns: dict[str, pa.Column] = {
-        key: pa.Column(float, pa.Check.ge(0, error="negative id"), nullable=False) for key in spec.keys
+        key: pa.Column(float, pa.Check.ge(0, error="negative id"), nullable=False)
+        for key in spec.keys
     }
     columns["timestamp"] = pa.Column(
         "datetime64[ns]",
-        pa.Check(
-            lambda s: (s >= start) & (s < end), error=f"timestamp outside [{start}, {end})"
-        ),
+        pa.Check(lambda s: (s >= start) & (s < end), error=f"timestamp outside [{start}, {end})"),
         nullable=False,
     )
     for number in spec.numbers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,6 +19,12 @@ import pandas as pd
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
+
+
+def ensure_parent(database: str) -> None:
+    """A fresh checkout has no data folder yet; DuckDB will not create it."""
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _table_exists(connection: Any, table_slice: TableSlice) -> bool:
@@ -34,6 +41,7 @@ class TransactionalDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context: Any, table_slice: TableSlice) -> Iterator[Any]:
+        ensure_parent(context.resource_config["database"])
         with DuckDbClient.connect(context, table_slice) as conn:
             conn.execute("begin transaction")
             try:
@@ -65,12 +73,18 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
             connection.execute(f"insert into {name} by name select * from _output_frame")
         finally:
             connection.unregister("_output_frame")
-        row_count = {"dagster/partition_row_count" if context.has_partition_key else "dagster/row_count": len(obj)}
+        row_count = {
+            "dagster/partition_row_count"
+            if context.has_partition_key
+            else "dagster/row_count": len(obj)
+        }
         context.add_output_metadata(
             {
                 **row_count,
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()]
+                    columns=[
+                        dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()
+                    ]
                 ),
             }
         )

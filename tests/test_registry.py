@@ -6,8 +6,10 @@ import datetime as dt
 import json
 import math
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from lifecycle import registry as registry_mod
@@ -28,10 +30,22 @@ T0 = dt.datetime(2026, 2, 1, 8, 0, 0, 123456, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def reg(tmp_path: Path) -> ModelRegistry:
-    r = ModelRegistry(tmp_path / "db" / "warehouse.duckdb", tmp_path / "artifacts")
-    r.ensure_schema()
-    return r
+def reg(tmp_path: Path) -> Iterator[ModelRegistry]:
+    """A registry whose file another component keeps open, as Dagster's DuckDB resource does.
+
+    The open connection keeps DuckDB's in-process instance warm, so the registry's per-call
+    connections are cheap; the registry itself still opens and closes one per call. Tests that
+    build their own ``ModelRegistry`` exercise the cold path.
+    """
+    database = tmp_path / "db" / "warehouse.duckdb"
+    database.parent.mkdir()
+    other_writer = duckdb.connect(str(database), config=dict(registry_mod.DAGSTER_DUCKDB_CONFIG))
+    try:
+        r = ModelRegistry(database, tmp_path / "artifacts")
+        r.ensure_schema()
+        yield r
+    finally:
+        other_writer.close()
 
 
 def _sources(tmp_path: Path, tag: str = "a") -> list[Path]:
@@ -404,6 +418,40 @@ def test_two_registries_share_one_file(tmp_path: Path) -> None:
     mv2 = _register(reader, tmp_path, tag="b")  # same second: reader sees writer's id
     assert mv2.version == "v_260201_080000_002"
     assert [v.version for v in writer.versions("churn")] == [mv.version, mv2.version]
+    # No connection survived the calls: a read-only open (a different config, which DuckDB
+    # refuses while the file is open in this process) succeeds.
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM registry.model_versions").fetchall()
+    assert rows == [(2,)]
+
+
+def test_connection_config_must_match_other_open_connections(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as plain:  # someone holds the file open with default config
+        with pytest.raises(duckdb.ConnectionException, match="different configuration"):
+            ModelRegistry(db, tmp_path / "art").ensure_schema()
+        matching = ModelRegistry(db, tmp_path / "art", connection_config={})
+        mv = _register(matching, tmp_path)
+        assert plain.execute("SELECT version FROM registry.model_versions").fetchall() == [
+            (mv.version,)
+        ]
+
+
+def test_connect_retries_while_another_process_holds_the_lock(
+    reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_connect = duckdb.connect
+    calls: list[int] = []
+
+    def flaky(*args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise duckdb.IOException("Could not set lock on file")
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duckdb, "connect", flaky)
+    assert reg.versions("churn") == []
+    assert len(calls) == 3
 
 
 def test_summary(reg: ModelRegistry, tmp_path: Path) -> None:
@@ -501,7 +549,9 @@ PSI_OK = GateResult("psi", passed=True, executed=True, current=True, detail="psi
         ),
     ],
 )
-def test_decide_promotion(gates: list[GateResult], allowed: bool, reason_fragment: str | None):
+def test_decide_promotion(
+    gates: list[GateResult], allowed: bool, reason_fragment: str | None
+) -> None:
     decision = decide_promotion(_mv("v_2"), gates, REQUIRED, _mv("v_1"))
     assert decision.allowed is allowed
     assert (decision.from_version, decision.to_version) == ("v_1", "v_2")

@@ -1,0 +1,365 @@
+"""Churn: monthly training sets → XGBoost challenger → blocking checks → champion → daily scores."""
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import xgboost as xgb
+
+from assets.common import (
+    DAILY_RANGE,
+    OWNERS,
+    Partitions,
+    day_keys,
+    frame_metadata,
+    local_window,
+    require_materialized,
+)
+from assets.features import FEATURES, LABELS
+from assets.promotion import build_champion_asset, check_result, gate_specs
+from lifecycle import gates
+from lifecycle.churn_model import (
+    SearchSpace,
+    feature_importance,
+    load_booster,
+    predict_scores,
+    save_booster,
+    train_churn_model,
+)
+from lifecycle.datasets import (
+    build_churn_training_set,
+    churn_manifest,
+    churn_window,
+    failing_days,
+    months_back,
+    quarantined_ids,
+)
+from lifecycle.features import feature_columns
+from lifecycle.metrics import binary_metrics
+from lifecycle.plots import calibration_plot, histogram_plot, importance_plot, roc_plot
+from lifecycle.registry import ModelRegistry, ModelVersion
+from lifecycle.scoring import score_table
+from lifecycle.settings import Settings
+from resources.registry import RegistryResource, Warehouse
+
+MODEL = "churn"
+DATASET = dg.AssetKey(["datasets", "churn_training_set"])
+CHALLENGER = dg.AssetKey(["models", "churn_challenger"])
+CHAMPION = dg.AssetKey(["models", "churn_champion"])
+SCORES = dg.AssetKey(["predictions", "churn_scores"])
+SHADOW = dg.AssetKey(["predictions", "churn_scores_shadow"])
+QUARANTINE = dg.AssetKey(["raw", "transactions_quarantine"])
+QUALITY = dg.AssetKey(["raw", "transactions_daily_quality"])
+GATES = {
+    "auc_floor": "Held-out ROC-AUC is at least the configured floor.",
+    "beats_champion": "Paired-bootstrap CI of AUC(challenger) − AUC(champion) on the same "
+    "holdout rows stays above −tolerance (the first model passes and says so).",
+    "input_drift": "PSI of every feature between the champion's and the challenger's "
+    "training data stays under the bound.",
+    "score_sanity": "Holdout scores are finite probabilities and not constant.",
+}
+ARTIFACT = "model.ubj"
+CODE_VERSION = "churn-xgb-1"
+KINDS = {"xgboost", "duckdb"}
+
+
+def load_model(reg: ModelRegistry, mv: ModelVersion) -> xgb.Booster:
+    """Verify the artifact's sha256 before XGBoost reads a byte of it."""
+    return load_booster(reg.verified_path(mv, ARTIFACT))
+
+
+def stored_rows(warehouse: Warehouse, partition_key: str, split: str) -> pd.DataFrame:
+    """Verified rows of one split of a stored training set (e.g. the champion's)."""
+    return warehouse.query(
+        "select * from datasets.churn_training_set "
+        "where dataset_month = ? and split = ? and verified order by as_of_date, customer_id",
+        [pd.Timestamp(partition_key), split],
+    )
+
+
+def verified_splits(dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and validation rows in a fixed order (the warehouse returns rows unordered, and
+    the same rows in another order would train a slightly different model)."""
+    usable = dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
+    return usable[usable["split"] == "train"], usable[usable["split"] == "valid"]
+
+
+def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
+    features = feature_columns(settings.features.windows)
+    horizon, cfg = settings.labels.horizon_days, settings.churn
+    # Feature days before a full look-back window exists are not comparable with later ones
+    # (every customer looks new), so training sets start once the window is warm.
+    first_day = pd.Timestamp(settings.partitions.start_date) + pd.Timedelta(
+        days=settings.features.lookback_days - 1
+    )
+    # Offsets count months of the dataset: month M reads the daily partitions of M-k … M-1.
+    back = dg.TimeWindowPartitionMapping(
+        start_offset=-months_back(horizon, cfg.train_months), end_offset=-1
+    )
+    space = SearchSpace(**cfg.search.model_dump())
+
+    @dg.asset(
+        key=DATASET,
+        ins={
+            "features_": dg.AssetIn(FEATURES, partition_mapping=back),
+            "labels": dg.AssetIn(LABELS, partition_mapping=back),
+            "quarantine": dg.AssetIn(QUARANTINE, partition_mapping=back),
+            "quality": dg.AssetIn(QUALITY, partition_mapping=back),
+        },
+        partitions_def=partitions.monthly,
+        metadata={"partition_expr": "dataset_month"},
+        group_name="churn",
+        kinds={"duckdb", "pandas"},
+        owners=OWNERS,
+        description=(
+            f"Month M's candidate training set: {cfg.train_months} months of label days matured "
+            f"by M, the last {cfg.validation_days} as out-of-time validation, training purged by "
+            f"the {horizon}-day horizon. `verified` marks rows free of quarantined customers and "
+            "of days that failed the quarantine bound; training uses verified rows."
+        ),
+    )
+    def churn_training_set(
+        context: dg.AssetExecutionContext,
+        features_: pd.DataFrame,
+        labels: pd.DataFrame,
+        quarantine: pd.DataFrame,
+        quality: pd.DataFrame,
+        warehouse: Warehouse,
+    ):
+        month = pd.Timestamp(context.partition_key)
+        window = churn_window(month, horizon, cfg.train_months, cfg.validation_days, first_day)
+        if window.train_end <= window.train_start:
+            raise dg.Failure(
+                description=f"{context.partition_key}: no matured, warmed-up training days "
+                f"between {first_day.date()} and {window.train_end.date()}"
+            )
+        needed = day_keys(window.train_start, window.valid_end)
+        for key in (FEATURES, LABELS):
+            require_materialized(context, key, needed, "training window")
+        frame = build_churn_training_set(
+            features_,
+            labels,
+            window,
+            features,
+            quarantined_ids(quarantine, "customer_id"),
+            failing_days(quality),
+            month,
+        )
+        sources = {"features": f"{needed[0]}…{needed[-1]}", "labels": f"{needed[0]}…{needed[-1]}"}
+        manifest = churn_manifest(frame, context.partition_key, features, sources)
+        frame = frame.assign(dataset_version=manifest.version)
+        warehouse.replace_rows(
+            "datasets.manifests",
+            pd.DataFrame(
+                [
+                    {
+                        "dataset": manifest.dataset,
+                        "partition_key": manifest.partition_key,
+                        "version": manifest.version,
+                        "manifest": manifest.as_json(),
+                    }
+                ]
+            ),
+            "dataset = ? and partition_key = ?",
+            [manifest.dataset, manifest.partition_key],
+        )
+        return dg.Output(
+            frame,
+            metadata={
+                **frame_metadata(frame),
+                "dataset_version": manifest.version,
+                "content_sha256": manifest.content_sha256,
+                "manifest": dg.MetadataValue.json(manifest.as_dict()),
+                **{f"rows_{k}": v for k, v in manifest.rows_by_split.items()},
+                **{f"churn_rate_{k}": v for k, v in manifest.positive_rate_by_split.items()},
+                "verified_rows": manifest.verified_rows,
+            },
+        )
+
+    @dg.asset(
+        key=CHALLENGER,
+        ins={"dataset": dg.AssetIn(DATASET)},
+        partitions_def=partitions.monthly,
+        group_name="churn",
+        kinds=KINDS,
+        owners=OWNERS,
+        code_version=CODE_VERSION,
+        description=(
+            "Month M's XGBoost challenger: a small seeded search with early stopping on the "
+            "out-of-time slice, registered as an immutable version (UBJ + sha256) and aliased "
+            "`challenger`. Metrics and plots are on the held-out slice."
+        ),
+    )
+    def churn_challenger(
+        context: dg.AssetExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
+    ) -> dg.MaterializeResult:
+        train, valid = verified_splits(dataset)
+        trained = train_churn_model(train, valid, features, "churned", space)
+        y = valid["churned"].to_numpy()
+        scores = predict_scores(trained.booster, valid, features)
+        metrics = binary_metrics(y, scores)
+        importance = feature_importance(trained.booster, features)
+        reg = registry.registry()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / ARTIFACT
+            save_booster(trained.booster, path)
+            version = reg.register(
+                MODEL,
+                context.partition_key,
+                [path],
+                dataset_version=str(dataset["dataset_version"].iloc[0]),
+                params=trained.params | {"best_iteration": trained.best_iteration},
+                metrics=metrics.as_dict(),
+                code_version=CODE_VERSION,
+                run_id=context.run_id,
+                now=dt.datetime.now(dt.UTC),
+            )
+        reg.set_alias(
+            MODEL,
+            "challenger",
+            version.version,
+            "set",
+            context.run_id,
+            "trained",
+            dt.datetime.now(dt.UTC),
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "model_version": version.version,
+                "sha256": version.sha256,
+                "dataset_version": version.dataset_version,
+                "train_rows": len(train),
+                "holdout_rows": len(valid),
+                "best_iteration": trained.best_iteration,
+                **{k: float(v) for k, v in metrics.as_dict().items()},
+                "params": dg.MetadataValue.json(dict(trained.params)),
+                "roc": dg.MetadataValue.md(roc_plot(y, scores, label=version.version)),
+                "calibration": dg.MetadataValue.md(calibration_plot(y, scores)),
+                "importance": dg.MetadataValue.md(importance_plot(importance)),
+            }
+        )
+
+    @dg.multi_asset_check(
+        specs=gate_specs(CHALLENGER, GATES, partitions.monthly, [DATASET]),
+        ins={"dataset": dg.AssetIn(DATASET)},
+        name="churn_promotion_gates",
+        description="Gates on the challenger; all compare real numbers on the same holdout rows.",
+    )
+    def churn_gates(
+        context: dg.AssetCheckExecutionContext,
+        dataset: pd.DataFrame,
+        registry: RegistryResource,
+        warehouse: Warehouse,
+    ):
+        reg = registry.registry()
+        challenger = reg.latest_for_partition(MODEL, context.partition_key)
+        if challenger is None:
+            raise dg.Failure(description=f"no churn version registered for {context.partition_key}")
+        champion = reg.alias(MODEL, "champion")
+        train, valid = verified_splits(dataset)
+        y = valid["churned"].to_numpy()
+        new = predict_scores(load_model(reg, challenger), valid, features)
+        old = predict_scores(load_model(reg, champion), valid, features) if champion else None
+        reference = stored_rows(warehouse, champion.partition_key, "train") if champion else None
+        outcomes = [
+            gates.at_least(
+                "auc_floor", binary_metrics(y, new).roc_auc, cfg.checks.min_auc, "ROC-AUC"
+            ),
+            gates.beats_champion_auc(y, new, old, cfg.checks.auc_tolerance, cfg.checks.n_boot),
+            gates.input_drift(reference, train, features, cfg.checks.max_feature_psi),
+            gates.score_sanity(new),
+        ]
+        for outcome in outcomes:
+            yield check_result(outcome, CHALLENGER, challenger)
+
+    champion = build_champion_asset(MODEL, CHALLENGER, list(GATES), "churn", KINDS)
+
+    def build_scores(key: dg.AssetKey, alias: str, description: str) -> dg.AssetsDefinition:
+        check_name = "score_drift"
+
+        @dg.asset(
+            key=key,
+            ins={"features_": dg.AssetIn(FEATURES)},
+            deps=[CHAMPION] if alias == "champion" else [CHALLENGER],
+            partitions_def=partitions.daily,
+            backfill_policy=DAILY_RANGE,
+            metadata={"partition_expr": "as_of_date"},
+            check_specs=[
+                dg.AssetCheckSpec(
+                    check_name,
+                    asset=key,
+                    description="Scores stay close to the model's training-time scores "
+                    "(PSI) and every active customer got exactly one score.",
+                )
+            ],
+            group_name="churn",
+            kinds={"xgboost", "duckdb"},
+            owners=OWNERS,
+            description=description,
+        )
+        def scores_asset(
+            context: dg.AssetExecutionContext,
+            features_: pd.DataFrame,
+            registry: RegistryResource,
+            warehouse: Warehouse,
+        ):
+            start, end = local_window(context)
+            reg = registry.registry()
+            mv = reg.alias(MODEL, alias)
+            if mv is None:
+                raise dg.Failure(description=f"no churn {alias} yet: promote one before scoring")
+            booster = load_model(reg, mv)
+            table = score_table(
+                features_, predict_scores(booster, features_, features), MODEL, mv.version
+            )
+            reference = predict_scores(
+                booster, stored_rows(warehouse, mv.partition_key, "train"), features
+            )
+            drift = gates.score_drift(
+                reference, table["score"].to_numpy(), cfg.checks.max_score_psi
+            )
+            complete = len(table) == len(features_) and not table["customer_id"].duplicated().any()
+            yield dg.Output(
+                table,
+                metadata={
+                    **frame_metadata(table, "as_of_date"),
+                    "model_version": mv.version,
+                    "mean_score": float(table["score"].mean()) if len(table) else float("nan"),
+                    "score_psi": drift.observed,
+                    "distribution": dg.MetadataValue.md(
+                        histogram_plot({"training": reference, "scored": table["score"].to_numpy()})
+                    ),
+                },
+            )
+            yield dg.AssetCheckResult(
+                check_name=check_name,
+                asset_key=key,
+                passed=drift.passed and complete,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "model_version": mv.version,
+                    "score_psi": drift.observed,
+                    "bound": drift.threshold,
+                    "scored_rows": len(table),
+                    "active_customers": len(features_),
+                    "window": f"{start.date()}…{(end - pd.Timedelta(days=1)).date()}",
+                },
+            )
+
+        return scores_asset
+
+    scores = build_scores(
+        SCORES,
+        "champion",
+        "Daily churn scores of every active customer by the champion: customer_id, as_of_date, "
+        "model_name, model_version, score, decile (10 = riskiest). A partition is replaced atomically.",
+    )
+    shadow = build_scores(
+        SHADOW,
+        "challenger",
+        "The challenger's scores on the same customers, before promotion, so a reviewer can "
+        "compare with the champion's (blue-green without a second deployment).",
+    )
+    return [churn_training_set, churn_challenger, churn_gates, champion, scores, shadow]

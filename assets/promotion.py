@@ -1,0 +1,219 @@
+"""Shared by both model families: check results, the recorded gates, and the champion asset.
+
+Promotion never trusts "latest": the champion asset names an exact version, reads the check
+results recorded for that version's partition from the instance (so a manual materialisation in
+the UI is gated too), and refuses unless every blocking check ran on that version and passed.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+from pydantic import Field
+
+from assets.common import OWNERS
+from lifecycle.gates import CheckOutcome
+from lifecycle.registry import (
+    GateResult,
+    ModelRegistry,
+    ModelVersion,
+    decide_promotion,
+    decide_rollback,
+)
+from resources.registry import RegistryResource
+
+
+def check_result(
+    outcome: CheckOutcome, asset_key: dg.AssetKey, version: ModelVersion
+) -> dg.AssetCheckResult:
+    """Promotion gates fail with ERROR severity: the spec is blocking, so downstream stops."""
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        asset_key=asset_key,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.detail,
+        metadata={
+            "model_version": version.version,
+            "observed": outcome.observed,
+            "threshold": outcome.threshold,
+            "detail": outcome.detail,
+            **dict(outcome.extra),
+        },
+    )
+
+
+def gate_specs(
+    asset_key: dg.AssetKey,
+    descriptions: dict[str, str],
+    partitions_def: dg.PartitionsDefinition,
+    reads: Sequence[dg.AssetKey],
+) -> list[dg.AssetCheckSpec]:
+    """Blocking ERROR-severity specs: a failed gate stops the run and the promotion."""
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=asset_key,
+            description=text,
+            blocking=True,
+            partitions_def=partitions_def,
+            additional_deps=list(reads),
+        )
+        for name, text in descriptions.items()
+    ]
+
+
+def recorded_gates(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    check_names: Sequence[str],
+    partition_key: str,
+    version: str,
+) -> list[GateResult]:
+    """The latest recorded outcome of each check on one partition, judged for ``version``.
+
+    The only internal Dagster import of the project lives here, so an upgrade touches one place.
+    """
+    from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
+    storage = instance.event_log_storage
+    latest = storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=partition_key)
+    )
+    current = {
+        info.check_key: info.is_current
+        for info in storage.get_asset_check_partition_info(keys, partition_keys=[partition_key])
+    }
+    gates = []
+    for key in keys:
+        record = latest.get(key)
+        evaluation = record.evaluation if record else None
+        if record is None or evaluation is None:
+            gates.append(GateResult(key.name, passed=False, executed=False, current=False))
+            continue
+        judged = evaluation.metadata.get("model_version")
+        judged_version = getattr(judged, "value", judged)
+        executed = record.status in (
+            AssetCheckExecutionRecordStatus.SUCCEEDED,
+            AssetCheckExecutionRecordStatus.FAILED,
+        )
+        gates.append(
+            GateResult(
+                key.name,
+                passed=bool(evaluation.passed),
+                executed=executed,
+                current=current.get(key, False) and judged_version == version,
+                detail=f"run {record.run_id[:8]}, judged {judged_version}",
+            )
+        )
+    return gates
+
+
+class PromotionConfig(dg.Config):
+    """Which version to make champion. Empty: the current challenger. With ``rollback``: an
+    earlier champion, restored without re-running its gates (it passed them when promoted)."""
+
+    version: str = Field("", description="Exact version id, e.g. v_260601_100000")
+    rollback: bool = Field(False, description="Restore a former champion")
+    reason: str = Field("", description="Why, for the audit trail")
+
+
+def _version_metadata(prefix: str, mv: ModelVersion | None) -> dict[str, object]:
+    if mv is None:
+        return {f"{prefix}_version": "none"}
+    return {
+        f"{prefix}_version": mv.version,
+        f"{prefix}_partition": mv.partition_key,
+        **{f"{prefix}_{k}": float(v) for k, v in mv.metrics.items()},
+    }
+
+
+def build_champion_asset(
+    model_name: str,
+    challenger_key: dg.AssetKey,
+    check_names: Sequence[str],
+    group: str,
+    kinds: set[str],
+) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["models", f"{model_name}_champion"])
+
+    @dg.asset(
+        key=key,
+        # The champion follows the newest monthly challenger; it promotes an exact version.
+        deps=[dg.AssetDep(challenger_key, partition_mapping=dg.LastPartitionMapping())],
+        automation_condition=dg.AutomationCondition.eager()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        group_name=group,
+        kinds=kinds,
+        owners=OWNERS,
+        description=(
+            f"The {model_name} model that serves. Each materialisation is a promotion (or "
+            "rollback) record; it refuses a version whose blocking checks did not all pass."
+        ),
+    )
+    def champion(
+        context: dg.AssetExecutionContext, config: PromotionConfig, registry: RegistryResource
+    ) -> dg.MaterializeResult:
+        reg = registry.registry()
+        current = reg.alias(model_name, "champion")
+        target = _target(reg, model_name, config)
+        if config.rollback:
+            decision = decide_rollback(
+                target, current, reg.ever_alias(model_name, "champion", target.version)
+            )
+        else:
+            gates = recorded_gates(
+                context.instance, challenger_key, check_names, target.partition_key, target.version
+            )
+            decision = decide_promotion(target, gates, check_names, current)
+        if not decision.allowed:
+            raise dg.Failure(
+                description=f"{model_name}: refused to make {target.version} champion: "
+                + "; ".join(decision.reasons),
+                metadata={"refused_version": target.version},
+            )
+        reg.verify(target)
+        event = "rollback" if config.rollback else "promote"
+        if not decision.is_noop:
+            reg.set_alias(
+                model_name,
+                "champion",
+                target.version,
+                event,
+                context.run_id,
+                config.reason or event,
+                _now(),
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "event": event if not decision.is_noop else "unchanged",
+                "from_version": decision.from_version or "none",
+                "to_version": target.version,
+                "run_id": context.run_id,
+                "reasons": "; ".join(decision.reasons) or "all blocking checks passed",
+                **_version_metadata("champion", target),
+                **_version_metadata("previous", current),
+            }
+        )
+
+    return champion
+
+
+def _target(reg: ModelRegistry, model_name: str, config: PromotionConfig) -> ModelVersion:
+    if config.version:
+        return reg.get(model_name, config.version)
+    if config.rollback:
+        raise dg.Failure(description="rollback needs an explicit version")
+    challenger = reg.alias(model_name, "challenger")
+    if challenger is None:
+        raise dg.Failure(description=f"{model_name} has no challenger to promote yet")
+    return challenger
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)

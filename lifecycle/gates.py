@@ -1,0 +1,164 @@
+"""Pure evaluators behind the promotion gates: each returns the numbers a reviewer decides on.
+
+A gate is a comparison of a real number computed on held-out data with a threshold from the
+settings. The Dagster layer only turns a ``CheckOutcome`` into an asset check result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lifecycle.metrics import feature_psi, paired_bootstrap_auc_diff, psi, roc_auc
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    observed: float
+    threshold: float
+    detail: str
+    extra: Mapping[str, float | int | str] = field(default_factory=dict)
+
+
+def at_least(name: str, observed: float, minimum: float, what: str) -> CheckOutcome:
+    return CheckOutcome(
+        name,
+        passed=bool(observed >= minimum),
+        observed=float(observed),
+        threshold=float(minimum),
+        detail=f"{what} {observed:.4f} {'≥' if observed >= minimum else '<'} floor {minimum:.4f}",
+    )
+
+
+def beats_champion_auc(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    tolerance: float,
+    n_boot: int,
+    seed: int = 0,
+) -> CheckOutcome:
+    """Paired bootstrap on the same holdout rows: the CI lower bound of AUC(new) − AUC(old)
+    must not fall below −tolerance. With no champion yet, the first model passes and says so."""
+    name = "beats_champion"
+    if champion is None:
+        return CheckOutcome(name, True, float("nan"), -tolerance, "no champion yet: first model")
+    interval = paired_bootstrap_auc_diff(y, challenger, champion, n_boot=n_boot, seed=seed)
+    passed = interval.lower >= -tolerance
+    return CheckOutcome(
+        name,
+        passed=bool(passed),
+        observed=float(interval.lower),
+        threshold=-tolerance,
+        detail=(
+            f"AUC diff {interval.estimate:+.4f}, {1 - interval.alpha:.0%} CI "
+            f"[{interval.lower:+.4f}, {interval.upper:+.4f}] vs −tolerance {-tolerance:.4f}"
+        ),
+        extra={
+            "auc_challenger": roc_auc(y, challenger),
+            "auc_champion": roc_auc(y, champion),
+            "auc_diff": float(interval.estimate),
+            "ci_lower": float(interval.lower),
+            "ci_upper": float(interval.upper),
+            "n_boot": int(interval.n_boot),
+            "holdout_rows": len(y),
+        },
+    )
+
+
+def input_drift(
+    reference: pd.DataFrame | None, candidate: pd.DataFrame, columns: Sequence[str], max_psi: float
+) -> CheckOutcome:
+    """Population stability of each feature between the champion's and the challenger's
+    training data; the worst feature decides."""
+    name = "input_drift"
+    if reference is None:
+        return CheckOutcome(name, True, 0.0, max_psi, "no champion training data to compare yet")
+    per_feature = feature_psi(reference, candidate, columns)
+    # A NaN PSI (a feature missing on one side) counts as the worst drift, never as none.
+    worst = max(per_feature, key=lambda c: (np.isnan(per_feature[c]), per_feature[c]))
+    return CheckOutcome(
+        name,
+        passed=bool(per_feature[worst] <= max_psi),  # False for NaN
+        observed=float(per_feature[worst]),
+        threshold=max_psi,
+        detail=f"worst feature {worst}: PSI {per_feature[worst]:.3f} (bound {max_psi})",
+        extra={f"psi_{c}": float(v) for c, v in per_feature.items()},
+    )
+
+
+def score_sanity(scores: np.ndarray) -> CheckOutcome:
+    """Scores are probabilities, finite, and not constant (a constant model ranks nobody)."""
+    finite = np.isfinite(scores)
+    in_range = bool(finite.all() and (scores >= 0).all() and (scores <= 1).all())
+    spread = float(np.nanstd(scores)) if scores.size else 0.0
+    passed = in_range and spread > 1e-6
+    return CheckOutcome(
+        "score_sanity",
+        passed=passed,
+        observed=spread,
+        threshold=1e-6,
+        detail=f"{int((~finite).sum())} non-finite, range ok: {in_range}, std {spread:.5f}",
+        extra={
+            "nan_count": int((~finite).sum()),
+            "min_score": float(np.nanmin(scores)) if scores.size else float("nan"),
+            "max_score": float(np.nanmax(scores)) if scores.size else float("nan"),
+        },
+    )
+
+
+def lift_over_baseline(
+    model_value: float, baseline_value: float, factor: float, metric: str
+) -> CheckOutcome:
+    ratio = model_value / baseline_value if baseline_value > 0 else float("inf")
+    return CheckOutcome(
+        "beats_popularity",
+        passed=bool(ratio >= factor),
+        observed=float(ratio),
+        threshold=factor,
+        detail=f"{metric} {model_value:.4f} vs popularity {baseline_value:.4f}: ×{ratio:.2f} (need ×{factor})",
+        extra={"model": float(model_value), "popularity": float(baseline_value)},
+    )
+
+
+def not_worse_than_champion(
+    challenger_value: float, champion_value: float | None, tolerance: float, metric: str
+) -> CheckOutcome:
+    name = "beats_champion"
+    if champion_value is None:
+        return CheckOutcome(name, True, float("nan"), -tolerance, "no champion yet: first model")
+    diff = challenger_value - champion_value
+    return CheckOutcome(
+        name,
+        passed=bool(diff >= -tolerance),
+        observed=float(diff),
+        threshold=-tolerance,
+        detail=f"{metric} challenger {challenger_value:.4f} − champion {champion_value:.4f} = {diff:+.4f}",
+        extra={"challenger": float(challenger_value), "champion": float(champion_value)},
+    )
+
+
+def non_empty(name: str, count: int, needed: int, what: str) -> CheckOutcome:
+    return CheckOutcome(
+        name,
+        passed=count >= needed,
+        observed=float(count),
+        threshold=float(needed),
+        detail=f"{what}: {count} (need ≥ {needed})",
+    )
+
+
+def score_drift(reference: np.ndarray, current: np.ndarray, max_psi: float) -> CheckOutcome:
+    value = psi(reference, current)
+    return CheckOutcome(
+        "score_drift",
+        passed=bool(value <= max_psi),
+        observed=float(value),
+        threshold=max_psi,
+        detail=f"PSI of scores vs the champion's training scores: {value:.3f} (bound {max_psi})",
+    )
