@@ -8,6 +8,7 @@ from assets.churn import build_churn_assets
 from assets.common import build_partitions
 from assets.features import build_feature_assets
 from assets.ingest import build_ingest_assets
+from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
 from resources.registry import RegistryResource, Warehouse
 from resources.sources import source_from_settings
@@ -22,8 +23,11 @@ def build_defs(settings: Settings) -> dg.Definitions:
         *build_feature_assets(partitions, settings),
         *build_churn_assets(partitions, settings),
     ]
+    jobs = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
+        jobs=jobs.all(),
+        schedules=build_schedules(settings, partitions, jobs),
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse.database),
             "source": source_from_settings(settings),

@@ -17,7 +17,15 @@ from assets.common import (
     local_window,
     require_materialized,
 )
-from assets.features import FEATURES, LABELS
+from assets.keys import (
+    CHURN_CHALLENGER,
+    CHURN_CHAMPION,
+    CHURN_DATASET,
+    CHURN_SCORES,
+    CHURN_SHADOW,
+    FEATURES,
+    LABELS,
+)
 from assets.promotion import build_champion_asset, check_result, gate_specs
 from lifecycle import gates
 from lifecycle.churn_model import (
@@ -45,11 +53,8 @@ from lifecycle.settings import Settings
 from resources.registry import RegistryResource, Warehouse
 
 MODEL = "churn"
-DATASET = dg.AssetKey(["datasets", "churn_training_set"])
-CHALLENGER = dg.AssetKey(["models", "churn_challenger"])
-CHAMPION = dg.AssetKey(["models", "churn_champion"])
-SCORES = dg.AssetKey(["predictions", "churn_scores"])
-SHADOW = dg.AssetKey(["predictions", "churn_scores_shadow"])
+DATASET, CHALLENGER, CHAMPION = CHURN_DATASET, CHURN_CHALLENGER, CHURN_CHAMPION
+SCORES, SHADOW = CHURN_SCORES, CHURN_SHADOW
 QUARANTINE = dg.AssetKey(["raw", "transactions_quarantine"])
 QUALITY = dg.AssetKey(["raw", "transactions_daily_quality"])
 GATES = {

@@ -12,12 +12,10 @@ from assets.common import (
     local_window,
     require_materialized,
 )
+from assets.keys import ACTIVITY, FEATURES, LABELS
 from lifecycle.features import churn_labels, customer_features, daily_activity
 from lifecycle.settings import Settings
 
-ACTIVITY = dg.AssetKey(["features", "customer_activity"])
-FEATURES = dg.AssetKey(["features", "customer_features"])
-LABELS = dg.AssetKey(["labels", "churn_labels"])
 KINDS = {"duckdb", "pandas", "numpy"}
 
 

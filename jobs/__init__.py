@@ -1,0 +1,136 @@
+"""Jobs and schedules. Each scheduled run names its partition (yesterday, this month), never
+"latest"; the time zone and times come from the settings file."""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from assets.common import Partitions
+from assets.keys import CHAMPIONS, DAILY, LABELS, MONTHLY
+from lifecycle.settings import Settings
+
+
+@dataclass(frozen=True)
+class Jobs:
+    daily: UnresolvedAssetJobDefinition
+    monthly_training: UnresolvedAssetJobDefinition
+    promotion: UnresolvedAssetJobDefinition
+    rollbacks: dict[str, UnresolvedAssetJobDefinition]
+
+    def all(self) -> list[UnresolvedAssetJobDefinition]:
+        return [self.daily, self.monthly_training, self.promotion, *self.rollbacks.values()]
+
+
+def champion_op_name(model: str) -> str:
+    return CHAMPIONS[model].to_python_identifier()
+
+
+def rollback_run_config(model: str, version: str, reason: str = "rollback") -> dict:
+    """Run config of a rollback job; the CLI and the README's one-liner use the same shape."""
+    config = {"version": version, "rollback": True, "reason": reason}
+    return {"ops": {champion_op_name(model): {"config": config}}}
+
+
+def build_jobs(partitions: Partitions) -> Jobs:
+    return Jobs(
+        daily=dg.define_asset_job(
+            "daily_refresh",
+            selection=dg.AssetSelection.assets(*DAILY, LABELS),
+            partitions_def=partitions.daily,
+            description="Ingest a day, compute its features, score it, recommend for it; "
+            "labels run for the day whose horizon has just matured.",
+        ),
+        monthly_training=dg.define_asset_job(
+            "monthly_training",
+            selection=dg.AssetSelection.assets(*MONTHLY),
+            partitions_def=partitions.monthly,
+            description="Candidate datasets and challengers (with their blocking checks) "
+            "for both model families.",
+        ),
+        promotion=dg.define_asset_job(
+            "promote_champions",
+            selection=dg.AssetSelection.assets(*CHAMPIONS.values()),
+            description="Promote each challenger whose blocking checks passed; a refused "
+            "promotion fails its step and leaves the champion unchanged.",
+        ),
+        rollbacks={
+            model: dg.define_asset_job(
+                f"{model}_rollback",
+                selection=dg.AssetSelection.assets(key),
+                config={"ops": {key.to_python_identifier(): {"config": {"rollback": True}}}},
+                description=f"Make an earlier {model} champion current again; set `version`.",
+            )
+            for model, key in CHAMPIONS.items()
+        },
+    )
+
+
+def _cron(hhmm: str, day_of_month: str = "*") -> str:
+    hour, minute = hhmm.split(":")
+    return f"{int(minute)} {int(hour)} {day_of_month} * *"
+
+
+def _exists(partitions_def: dg.PartitionsDefinition, key: str, now: dt.datetime) -> bool:
+    return partitions_def.has_partition_key(key, current_time=now)
+
+
+def daily_run_requests(
+    scheduled: dt.datetime, settings: Settings, partitions: Partitions
+) -> list[dg.RunRequest]:
+    """Yesterday's ingest/features/scores, and the label day whose horizon ended yesterday."""
+    yesterday = pd.Timestamp(scheduled.date()) - pd.Timedelta(days=1)
+    label_day = yesterday - pd.Timedelta(days=settings.labels.horizon_days)
+    requests = []
+    for day, keys, kind in ((yesterday, DAILY, "daily"), (label_day, [LABELS], "labels")):
+        key = day.strftime("%Y-%m-%d")
+        if _exists(partitions.daily, key, scheduled):
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{kind}-{key}", partition_key=key, asset_selection=list(keys)
+                )
+            )
+    return requests
+
+
+def build_schedules(settings: Settings, partitions: Partitions, jobs: Jobs) -> list:
+    tz, times = settings.timezone, settings.schedules
+
+    @dg.schedule(
+        job=jobs.daily,
+        cron_schedule=_cron(times.daily_time),
+        execution_timezone=tz,
+        name="daily_refresh_schedule",
+        description="Every morning: yesterday's data through to scores and recommendations.",
+    )
+    def daily(context: dg.ScheduleEvaluationContext):
+        requests = daily_run_requests(context.scheduled_execution_time, settings, partitions)
+        return requests or dg.SkipReason("no daily partition for yesterday")
+
+    @dg.schedule(
+        job=jobs.monthly_training,
+        cron_schedule=_cron(times.monthly_time, str(times.train_day)),
+        execution_timezone=tz,
+        name="monthly_training_schedule",
+        description="Train this month's challengers from the data before the month.",
+    )
+    def monthly(context: dg.ScheduleEvaluationContext):
+        month = context.scheduled_execution_time.date().replace(day=1).isoformat()
+        if not _exists(partitions.monthly, month, context.scheduled_execution_time):
+            return dg.SkipReason(f"no monthly partition {month}")
+        return dg.RunRequest(run_key=f"train-{month}", partition_key=month)
+
+    @dg.schedule(
+        job=jobs.promotion,
+        cron_schedule=_cron(times.monthly_time, str(times.promote_day)),
+        execution_timezone=tz,
+        name="promotion_window_schedule",
+        description="Mid-month review window closes: promote challengers whose checks passed.",
+    )
+    def promotion(context: dg.ScheduleEvaluationContext):
+        stamp = context.scheduled_execution_time.date().isoformat()
+        return dg.RunRequest(run_key=f"promote-{stamp}")
+
+    return [daily, monthly, promotion]

@@ -227,7 +227,7 @@ class DiffInterval:
     alpha: float
 
 
-def paired_bootstrap_auc_diff(  # noqa: PLR0917 - public signature keeps positional args
+def paired_bootstrap_auc_diff(
     y: np.ndarray,
     s_new: np.ndarray,
     s_old: np.ndarray,

@@ -502,7 +502,7 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- versions
 
-    def register(  # noqa: PLR0917 - signature fixed by the shared API
+    def register(
         self,
         model_name: str,
         partition_key: str,
@@ -630,7 +630,7 @@ class ModelRegistry:
         )
         return found[0] if found else None
 
-    def set_alias(  # noqa: PLR0917 - signature fixed by the shared API
+    def set_alias(
         self,
         model_name: str,
         alias: str,

@@ -1,0 +1,112 @@
+"""Shared fixtures: small real settings in a temp dir, real Dagster instances, real DuckDB."""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from definitions import build_defs
+from lifecycle.settings import DEMO_SETTINGS, Settings, parse_settings
+
+# A shop small enough for a test, long enough for two monthly challengers:
+# 120 days, 30-day look-back warm-up, 14-day label horizon, 2-month training windows.
+SMALL = {
+    "partitions": {"start_date": "2026-01-01", "end_date": "2026-05-01"},
+    "source": {"kind": "synthetic", "synthetic": {"seed": 11, "n_customers": 1500, "n_items": 200}},
+    "features": {"windows": [7, 30]},
+    "labels": {"horizon_days": 14},
+    "churn": {
+        "train_months": 2,
+        "validation_days": 10,
+        "search": {"n_trials": 2, "num_boost_round": 120, "early_stopping_rounds": 15},
+        "checks": {"n_boot": 100},
+    },
+    "recommender": {
+        "lookback_months": 2,
+        "grid": [{"factors": 16, "regularization": 0.05, "iterations": 8}],
+    },
+}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Demo settings, shrunk by SMALL, with the warehouse and artifacts under tmp_path."""
+
+    def make(override: dict[str, Any] | None = None) -> Settings:
+        raw = yaml.safe_load(DEMO_SETTINGS.read_text())
+        raw = deep_merge(raw, SMALL)
+        raw = deep_merge(
+            raw,
+            {
+                "warehouse": {
+                    "database": str(tmp_path / "warehouse.duckdb"),
+                    "artifact_root": str(tmp_path / "artifacts"),
+                }
+            },
+        )
+        return parse_settings(deep_merge(raw, override or {}), "test settings")
+
+    return make
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real, persistent (SQLite) instance in a temp DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+def run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: Sequence[dg.AssetKey],
+    *,
+    partition: str | None = None,
+    partition_range: tuple[str, str] | None = None,
+    run_config: dict[str, Any] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Materialise ``keys`` (with their checks and multi-asset siblings) like the UI would."""
+    tags = None
+    if partition_range is not None:
+        tags = {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    selection = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors()
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],  # type: ignore[list-item]
+        resources=defs.resources,
+        instance=instance,
+        selection=selection,
+        partition_key=partition,
+        tags=tags,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )
+
+
+@pytest.fixture
+def small_defs(make_settings: Callable[..., Settings]) -> tuple[Settings, dg.Definitions]:
+    settings = make_settings()
+    return settings, build_defs(settings)
