@@ -8,11 +8,14 @@ from assets.churn import build_churn_assets
 from assets.common import build_partitions
 from assets.features import build_feature_assets
 from assets.ingest import build_ingest_assets
+from assets.recommender import build_recommender_assets
 from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
+from resources.alerts import alerts_from_settings
 from resources.registry import RegistryResource, Warehouse
 from resources.sources import source_from_settings
 from resources.warehouse import WarehouseIOManager
+from sensors import build_sensors
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
@@ -22,12 +25,14 @@ def build_defs(settings: Settings) -> dg.Definitions:
         *build_ingest_assets(partitions, settings),
         *build_feature_assets(partitions, settings),
         *build_churn_assets(partitions, settings),
+        *build_recommender_assets(partitions, settings),
     ]
     jobs = build_jobs(partitions)
     return dg.Definitions(
         assets=assets,
         jobs=jobs.all(),
         schedules=build_schedules(settings, partitions, jobs),
+        sensors=build_sensors(settings, partitions, jobs),
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse.database),
             "source": source_from_settings(settings),
@@ -35,6 +40,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 database=settings.warehouse.database, artifact_root=settings.warehouse.artifact_root
             ),
             "warehouse": Warehouse(database=settings.warehouse.database),
+            "alerts": alerts_from_settings(settings),
         },
         # One DuckDB file has one writer: steps of a run execute one after another.
         executor=dg.in_process_executor,

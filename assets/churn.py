@@ -15,6 +15,7 @@ from assets.common import (
     day_keys,
     frame_metadata,
     local_window,
+    manifest_metadata,
     require_materialized,
 )
 from assets.keys import (
@@ -38,7 +39,7 @@ from lifecycle.churn_model import (
 )
 from lifecycle.datasets import (
     build_churn_training_set,
-    churn_manifest,
+    build_manifest,
     churn_window,
     failing_days,
     months_back,
@@ -153,33 +154,24 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             month,
         )
         sources = {"features": f"{needed[0]}…{needed[-1]}", "labels": f"{needed[0]}…{needed[-1]}"}
-        manifest = churn_manifest(frame, context.partition_key, features, sources)
-        frame = frame.assign(dataset_version=manifest.version)
-        warehouse.replace_rows(
-            "datasets.manifests",
-            pd.DataFrame(
-                [
-                    {
-                        "dataset": manifest.dataset,
-                        "partition_key": manifest.partition_key,
-                        "version": manifest.version,
-                        "manifest": manifest.as_json(),
-                    }
-                ]
-            ),
-            "dataset = ? and partition_key = ?",
-            [manifest.dataset, manifest.partition_key],
+        manifest = build_manifest(
+            frame,
+            DATASET.path[-1],
+            "churn_ds",
+            context.partition_key,
+            features,
+            sources,
+            target="churned",
+            date_column="as_of_date",
         )
+        frame = frame.assign(dataset_version=manifest.version)
+        warehouse.record_manifest(manifest)
         return dg.Output(
             frame,
             metadata={
                 **frame_metadata(frame),
-                "dataset_version": manifest.version,
-                "content_sha256": manifest.content_sha256,
-                "manifest": dg.MetadataValue.json(manifest.as_dict()),
-                **{f"rows_{k}": v for k, v in manifest.rows_by_split.items()},
+                **manifest_metadata(manifest),
                 **{f"churn_rate_{k}": v for k, v in manifest.positive_rate_by_split.items()},
-                "verified_rows": manifest.verified_rows,
             },
         )
 
@@ -291,6 +283,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             partitions_def=partitions.daily,
             backfill_policy=DAILY_RANGE,
             metadata={"partition_expr": "as_of_date"},
+            # Shadow scores exist only while a challenger awaits promotion.
+            output_required=alias == "champion",
             check_specs=[
                 dg.AssetCheckSpec(
                     check_name,
@@ -315,6 +309,9 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             mv = reg.alias(MODEL, alias)
             if mv is None:
                 raise dg.Failure(description=f"no churn {alias} yet: promote one before scoring")
+            if alias == "challenger" and mv == reg.alias(MODEL, "champion"):
+                context.log.info(f"{mv.version} is already champion: no shadow scores to write")
+                return
             booster = load_model(reg, mv)
             table = score_table(
                 features_, predict_scores(booster, features_, features), MODEL, mv.version

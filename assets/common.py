@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
+from lifecycle.datasets import DatasetManifest
 from lifecycle.settings import Settings
 
 OWNERS = ["team:ml-platform"]
@@ -103,3 +104,13 @@ def frame_metadata(frame: pd.DataFrame, date_column: str | None = None) -> dict[
             "rows_per_day_max": dg.MetadataValue.int(int(per_day.max())),
         }
     return meta
+
+
+def manifest_metadata(manifest: DatasetManifest) -> dict[str, object]:
+    return {
+        "dataset_version": manifest.version,
+        "content_sha256": manifest.content_sha256,
+        "manifest": dg.MetadataValue.json(manifest.as_dict()),
+        "verified_rows": manifest.verified_rows,
+        **{f"rows_{k}": v for k, v in manifest.rows_by_split.items()},
+    }

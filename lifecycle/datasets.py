@@ -140,23 +140,34 @@ def build_churn_training_set(
     return out.loc[:, columns].sort_values(["as_of_date", "customer_id"]).reset_index(drop=True)
 
 
-def churn_manifest(
-    frame: pd.DataFrame, partition_key: str, feature_names: Sequence[str], sources: dict[str, str]
+def build_manifest(
+    frame: pd.DataFrame,
+    dataset: str,
+    prefix: str,
+    partition_key: str,
+    feature_names: Sequence[str],
+    sources: dict[str, str],
+    target: str | None = None,
+    date_column: str | None = None,
 ) -> DatasetManifest:
+    """The manifest of any monthly training set; its version embeds month and content hash."""
     sha = content_sha256(frame)
     by_split = frame.groupby("split")
+    dates = frame[date_column] if date_column else pd.Series(dtype="datetime64[ns]")
     return DatasetManifest(
-        dataset="churn_training_set",
+        dataset=dataset,
         partition_key=partition_key,
-        version=f"churn_ds_{partition_key[:7].replace('-', '')}_{sha[:12]}",
+        version=f"{prefix}_{partition_key[:7].replace('-', '')}_{sha[:12]}",
         content_sha256=sha,
         rows=len(frame),
         rows_by_split={str(k): int(v) for k, v in by_split.size().items()},
-        verified_rows=int(frame["verified"].sum()),
-        positive_rate_by_split={str(k): float(v) for k, v in by_split["churned"].mean().items()},
+        verified_rows=int(frame["verified"].sum()) if "verified" in frame else len(frame),
+        positive_rate_by_split=(
+            {str(k): float(v) for k, v in by_split[target].mean().items()} if target else {}
+        ),
         date_range={
-            "first_day": str(frame["as_of_date"].min().date()) if len(frame) else "",
-            "last_day": str(frame["as_of_date"].max().date()) if len(frame) else "",
+            "first_day": str(dates.min().date()) if len(dates) else "",
+            "last_day": str(dates.max().date()) if len(dates) else "",
         },
         source_partitions=sources,
         features=tuple(feature_names),

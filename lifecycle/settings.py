@@ -159,7 +159,7 @@ class AlsGridPoint(_Strict):
 
 class WeightingSettings(_Strict):
     scheme: Literal["alpha", "bm25", "tfidf"] = "alpha"
-    alpha: float = 20.0
+    alpha: float = 5.0
 
 
 class RecommenderCheckSettings(_Strict):

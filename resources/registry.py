@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from lifecycle.datasets import DatasetManifest
 from lifecycle.registry import ModelRegistry
 from resources.warehouse import ensure_parent
 
@@ -59,3 +60,18 @@ class Warehouse(DuckDBResource):
                 con.execute("rollback")
                 raise
             con.execute("commit")
+
+    def record_manifest(self, manifest: DatasetManifest) -> None:
+        """Keep every training set's manifest queryable beside the data (one row per month)."""
+        row = {
+            "dataset": manifest.dataset,
+            "partition_key": manifest.partition_key,
+            "version": manifest.version,
+            "manifest": manifest.as_json(),
+        }
+        self.replace_rows(
+            "datasets.manifests",
+            pd.DataFrame([row]),
+            "dataset = ? and partition_key = ?",
+            [manifest.dataset, manifest.partition_key],
+        )
