@@ -12,8 +12,9 @@ raised, and the original exception (whose text may hold the URL) is not chained.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -64,24 +65,22 @@ def _is_date_column(values: pd.Series) -> bool:
     )
 
 
+_DTYPE_TO_SQL: tuple[tuple[Callable[[Any], bool], Callable[[], sa.types.TypeEngine]], ...] = (
+    (pd.api.types.is_bool_dtype, sa.Boolean),
+    (pd.api.types.is_integer_dtype, sa.BigInteger),
+    (pd.api.types.is_float_dtype, sa.Double),
+    (lambda d: isinstance(d, pd.DatetimeTZDtype), lambda: sa.DateTime(timezone=True)),
+    (pd.api.types.is_datetime64_dtype, sa.DateTime),
+    (pd.api.types.is_timedelta64_dtype, sa.Interval),
+)
+
+
 def sql_type(values: pd.Series) -> sa.types.TypeEngine:
     """The column type a new table gets for one column of the frame."""
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return sa.Boolean()
-    if pd.api.types.is_integer_dtype(dtype):
-        return sa.BigInteger()
-    if pd.api.types.is_float_dtype(dtype):
-        return sa.Double()
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return sa.DateTime(timezone=True)
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return sa.DateTime()
-    if pd.api.types.is_timedelta64_dtype(dtype):
-        return sa.Interval()
-    if _is_date_column(values):
-        return sa.Date()
-    return sa.Text()
+    for matches, make in _DTYPE_TO_SQL:
+        if matches(values.dtype):
+            return make()
+    return sa.Date() if _is_date_column(values) else sa.Text()
 
 
 def _python_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -97,6 +96,35 @@ def _python_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
             elif isinstance(value, np.generic):
                 row[key] = value.item()
     return rows
+
+
+COPY_NULL = "\\N"
+
+
+def _copyable(frame: pd.DataFrame) -> bool:
+    """False when a text cell is literally the COPY NULL marker (it would load as NULL)."""
+    text = frame.select_dtypes(include=["object", "string"])
+    return not any((text[c].astype(str) == COPY_NULL).any() for c in text.columns)
+
+
+def _copy_rows(conn: sa.Connection, target: sa.Table, frame: pd.DataFrame) -> None:
+    """COPY the frame as CSV through the transaction's own psycopg2 connection (about ten times
+    faster than batched INSERTs). Unquoted ``\\N`` is NULL; every other value is data."""
+    preparer = conn.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(str(c)) for c in frame.columns)
+    statement = (
+        f"COPY {preparer.format_table(target)} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+    )
+    buffer = io.StringIO()
+    frame.to_csv(
+        buffer, index=False, header=False, na_rep=COPY_NULL, date_format="%Y-%m-%d %H:%M:%S.%f%z"
+    )
+    buffer.seek(0)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(statement, buffer)
+    finally:
+        cursor.close()
 
 
 def _bound(value: object, column_type: sa.types.TypeEngine) -> object:
@@ -175,7 +203,6 @@ def publish_partition(
     columns = [str(c) for c in frame.columns]
     if len(set(columns)) != len(columns):
         raise ValueError(f"duplicate column names in the frame: {columns}")
-    rows = _python_rows(frame)
     qualified = f"{schema}.{name}" if schema else name
     failure: PublishError | None = None
     try:
@@ -201,9 +228,11 @@ def publish_partition(
                         stamp < sa.bindparam("end", _bound(end, stamp.type), type_=stamp.type),
                     )
                 )
-                if rows:
-                    # executemany; SQLAlchemy batches it into multi-row INSERTs for psycopg2.
-                    conn.execute(sa.insert(target), rows)
+                if len(frame) and conn.dialect.driver == "psycopg2" and _copyable(frame):
+                    _copy_rows(conn, target, frame)
+                elif len(frame):
+                    # executemany; SQLAlchemy batches it into multi-row INSERTs.
+                    conn.execute(sa.insert(target), _python_rows(frame))
         finally:
             engine.dispose()
     except Exception as exc:
@@ -216,4 +245,4 @@ def publish_partition(
         # Raised outside the except blocks so the original exception, whose text may carry the
         # URL, is neither chained nor shown as context.
         raise failure
-    return len(rows)
+    return len(frame)

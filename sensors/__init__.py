@@ -8,14 +8,18 @@ keys make a repeated request a no-op on top of that.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
-from dagster import DagsterEventType, EventRecordsFilter
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from assets.common import Partitions
 from assets.keys import ACTIVITY, CHURN_CHALLENGER, CHURN_DATASET, CHURN_SCORES, FEATURES, RAW
@@ -38,6 +42,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 DRIFT_CHECK = "score_drift"
+DRIFT_KEY = dg.AssetCheckKey(CHURN_SCORES, DRIFT_CHECK)
 PAGE = 200
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -69,12 +74,21 @@ def run_partition(tags: Mapping[str, str]) -> str | None:
     return None
 
 
-# --- asset check evaluations, read from the instance's event log --------------------------
+# --- asset check evaluations, read from the instance -----------------------------------------
+#
+# Not `instance.get_event_records(EventRecordsFilter(ASSET_CHECK_EVALUATION, after_cursor=N))`:
+# on the default (run-sharded) SQLite storage of `dagster dev` that raises for any integer
+# cursor, and it never sees runless evaluations there. The per-check execution table
+# (`get_asset_check_execution_history`) lives in the index shard (SQLite) or the one database
+# (PostgreSQL), holds run and runless evaluations alike, and has global row ids. A row is
+# created when a run *plans* the check and completed in place when it is evaluated, so ids are
+# in planning order: the cursor keeps, per check, a watermark below which every row is done,
+# plus the ids above it already handled while an earlier row was still running.
 
 
 @dataclass(frozen=True)
 class CheckEvent:
-    storage_id: int
+    id: int
     evaluation: dg.AssetCheckEvaluation
     run_id: str | None
     partition: str | None
@@ -88,50 +102,86 @@ class CheckEvent:
         return "error" if self.evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning"
 
 
-def _check_records(
-    instance: dg.DagsterInstance, after: int | None, limit: int, ascending: bool = True
-) -> Sequence[dg.EventLogRecord]:
-    # 1.13 has no fetch_* method for check evaluations; get_event_records is the public way
-    # (marked deprecated for 2.0, without a replacement yet).
-    return instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=limit,
-        ascending=ascending,
-    )
+def _history_after(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, after: int
+) -> list[AssetCheckExecutionRecord]:
+    """Rows of one check with id > ``after``, oldest first."""
+    rows: list[AssetCheckExecutionRecord] = []
+    before = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=PAGE, cursor=before
+        )
+        fresh = [row for row in page if row.id > after]
+        rows.extend(fresh)
+        if len(page) < PAGE or len(fresh) < len(page):
+            return sorted(rows, key=lambda row: row.id)
+        before = page[-1].id
 
 
-def check_events_after(
-    instance: dg.DagsterInstance, after: int, limit: int = PAGE
-) -> list[CheckEvent]:
-    """Check evaluations stored after ``after``, oldest first, with the partition they were
-    evaluated on (from the evaluation, else from the run's tags)."""
-    events = []
-    runs: dict[str, Mapping[str, str]] = {}
-    for record in _check_records(instance, after, limit):
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+class _Runs:
+    """Run lookups, cached for one tick."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self.cache: dict[str, dg.DagsterRun | None] = {}
+
+    def get(self, run_id: str) -> dg.DagsterRun | None:
+        if run_id not in self.cache:
+            self.cache[run_id] = self.instance.get_run_by_id(run_id)
+        return self.cache[run_id]
+
+    def in_flight(self, run_id: str) -> bool:
+        run = self.get(run_id) if run_id else None
+        return run is not None and run.status in IN_FLIGHT
+
+
+def _event(row: AssetCheckExecutionRecord, runs: _Runs) -> CheckEvent | None:
+    dagster_event = row.event.dagster_event if row.event else None
+    evaluation = dagster_event.event_specific_data if dagster_event else None
+    if not isinstance(evaluation, dg.AssetCheckEvaluation):
+        return None
+    partition = row.partition or evaluation.partition
+    if partition is None and row.run_id:
+        run = runs.get(row.run_id)
+        partition = run_partition(run.tags) if run else None
+    return CheckEvent(row.id, evaluation, row.run_id or None, partition)
+
+
+def check_events(
+    instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey], cursor: str | None
+) -> tuple[list[CheckEvent], str]:
+    """Check evaluations completed since ``cursor`` (oldest first) and the next cursor.
+
+    Without a cursor (a sensor's first tick) it returns nothing and a cursor after the current
+    history, so turning a sensor on never replays old failures.
+    """
+    runs = _Runs(instance)
+    state: dict[str, list] = json.loads(cursor) if cursor else {}
+    events: list[CheckEvent] = []
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        name = key.to_user_string()
+        if cursor is None:
+            newest = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+            state[name] = [newest[0].id if newest else 0, []]
             continue
-        run_id = record.run_id or None
-        partition = evaluation.partition
-        if partition is None and run_id:
-            if run_id not in runs:
-                run = instance.get_run_by_id(run_id)
-                runs[run_id] = run.tags if run else {}
-            partition = run_partition(runs[run_id])
-        events.append(CheckEvent(record.storage_id, evaluation, run_id, partition))
-    return events
-
-
-def latest_check_storage_id(instance: dg.DagsterInstance) -> int:
-    records = _check_records(instance, None, 1, ascending=False)
-    return records[0].storage_id if records else 0
-
-
-def check_cursor(context: dg.SensorEvaluationContext) -> int | None:
-    """The stored cursor; ``None`` on the first tick, which starts after the existing history
-    instead of alerting (or retraining) for every old failure."""
-    return int(context.cursor) if context.cursor else None
+        watermark, handled = state.get(name, [0, []])
+        done, blocked, still_open = set(handled), False, []
+        for row in _history_after(instance, key, watermark):
+            planned = row.status == AssetCheckExecutionRecordStatus.PLANNED
+            if planned and runs.in_flight(row.run_id):
+                blocked = True  # evaluated later: keep the watermark below it
+                continue
+            if row.id not in done and not planned:
+                event = _event(row, runs)
+                if event is not None:
+                    events.append(event)
+            if blocked:
+                still_open.append(row.id)
+            else:
+                watermark = row.id
+        state[name] = [watermark, still_open]
+    return sorted(events, key=lambda e: e.id), json.dumps(state, separators=(",", ":"))
 
 
 def metadata_details(evaluation: dg.AssetCheckEvaluation, limit: int = 8) -> dict[str, str]:
@@ -269,7 +319,9 @@ def build_run_failure_alert_sensor() -> dg.SensorDefinition:
         if failures:
             details["failed_steps"] = ", ".join(e.step_key or "?" for e in failures[:10])
             error = failures[0].step_failure_data.error
-            if error is not None and error.message:
+            while error is not None and error.cause is not None:
+                error = error.cause  # the user's exception, not Dagster's wrapper
+            if error is not None and error.message.strip():
                 details["error"] = error.message.strip().splitlines()[0][:300]
         alerts.send(
             Alert(
@@ -296,20 +348,18 @@ def build_check_failure_alert_sensor() -> dg.SensorDefinition:
         description="Every failed asset check evaluation (WARN or ERROR) → an alert.",
     )
     def failed_check_alert(context: dg.SensorEvaluationContext, alerts: AlertResource):
-        after = check_cursor(context)
-        if after is None:
-            start = latest_check_storage_id(context.instance)
-            return dg.SensorResult(skip_reason=f"starting after event {start}", cursor=str(start))
-        events = check_events_after(context.instance, after)
+        if context.repository_def is None:
+            return dg.SkipReason("no code location to read the asset checks from")
+        keys = context.repository_def.asset_graph.asset_check_keys
+        events, cursor = check_events(context.instance, keys, context.cursor)
+        if context.cursor is None:
+            return dg.SensorResult(skip_reason="started: watching new evaluations", cursor=cursor)
         failed = [e for e in events if not e.evaluation.passed]
-        # At-least-once: the cursor moves only when the whole page was delivered.
+        # At least once: an alert that cannot be sent fails the tick and the cursor stays put.
         for event in failed:
             alerts.send(check_alert(event))
-        cursor = str(events[-1].storage_id) if events else str(after)
-        if not failed:
-            return dg.SensorResult(skip_reason="no failed checks", cursor=cursor)
-        context.log.info(f"alerted {len(failed)} failed check(s)")
-        return dg.SensorResult(skip_reason=f"alerted {len(failed)} failed check(s)", cursor=cursor)
+        note = f"alerted {len(failed)} failed check(s)" if failed else "no failed checks"
+        return dg.SensorResult(skip_reason=note, cursor=cursor)
 
     return failed_check_alert
 
@@ -341,12 +391,9 @@ def build_drift_retrain_sensor(
         "changes only through the promotion job.",
     )
     def churn_drift_retrain(context: dg.SensorEvaluationContext):
-        after = check_cursor(context)
-        if after is None:
-            start = latest_check_storage_id(context.instance)
-            return dg.SensorResult(skip_reason=f"starting after event {start}", cursor=str(start))
-        events = check_events_after(context.instance, after)
-        cursor = str(events[-1].storage_id) if events else str(after)
+        events, cursor = check_events(context.instance, [DRIFT_KEY], context.cursor)
+        if context.cursor is None:
+            return dg.SensorResult(skip_reason="started: watching new evaluations", cursor=cursor)
         now = dt.datetime.now(ZoneInfo(settings.timezone))
         latest: dict[str, CheckEvent] = {}
         for event in events:
@@ -363,7 +410,7 @@ def build_drift_retrain_sensor(
                 continue
             requests.append(
                 dg.RunRequest(
-                    run_key=f"drift-retrain-{month}-{event.storage_id}",
+                    run_key=f"drift-retrain-{month}-{event.id}",
                     partition_key=month,
                     asset_selection=[CHURN_DATASET, CHURN_CHALLENGER],
                     tags={

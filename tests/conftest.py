@@ -31,7 +31,7 @@ SMALL = {
     },
     "recommender": {
         "lookback_months": 2,
-        "grid": [{"factors": 16, "regularization": 0.05, "iterations": 8}],
+        "grid": [{"factors": 12, "regularization": 0.1, "iterations": 10}],
     },
 }
 
@@ -46,23 +46,18 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def small_settings(root: Path, override: dict[str, Any] | None = None) -> Settings:
+    """Demo settings, shrunk by SMALL, with the warehouse and artifacts under ``root``."""
+    raw = deep_merge(yaml.safe_load(DEMO_SETTINGS.read_text()), SMALL)
+    paths = {"database": str(root / "warehouse.duckdb"), "artifact_root": str(root / "artifacts")}
+    raw = deep_merge(raw, {"warehouse": paths})
+    return parse_settings(deep_merge(raw, override or {}), "test settings")
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Demo settings, shrunk by SMALL, with the warehouse and artifacts under tmp_path."""
-
     def make(override: dict[str, Any] | None = None) -> Settings:
-        raw = yaml.safe_load(DEMO_SETTINGS.read_text())
-        raw = deep_merge(raw, SMALL)
-        raw = deep_merge(
-            raw,
-            {
-                "warehouse": {
-                    "database": str(tmp_path / "warehouse.duckdb"),
-                    "artifact_root": str(tmp_path / "artifacts"),
-                }
-            },
-        )
-        return parse_settings(deep_merge(raw, override or {}), "test settings")
+        return small_settings(tmp_path, override)
 
     return make
 
@@ -103,6 +98,15 @@ def run(
         tags=tags,
         run_config=run_config,
         raise_on_error=raise_on_error,
+    )
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure's message with its causes, as a person reading the run would see."""
+    return "\n".join(
+        event.step_failure_data.error.to_string()
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data.error
     )
 
 

@@ -87,7 +87,8 @@ def test_invalid_value_names_dotted_key(path: tuple[str, ...], value: Any, named
 def test_unknown_column_key_names_full_path() -> None:
     """extra="forbid" holds at every depth: a typo in the column map is named in full."""
     raw = with_override(
-        ("source",), {"kind": "files", "files": {"transactions_glob": "x", "columns": {"cust": "c"}}}
+        ("source",),
+        {"kind": "files", "files": {"transactions_glob": "x", "columns": {"cust": "c"}}},
     )
     with pytest.raises(SettingsError, match=r"source\.files\.columns\.cust: Extra inputs"):
         parse_settings(raw)
@@ -102,7 +103,11 @@ def test_unknown_column_key_names_full_path() -> None:
         (
             {
                 "kind": "files",
-                "files": {"transactions_glob": "x", "timestamp_format": "%Y", "timestamp_unit": "s"},
+                "files": {
+                    "transactions_glob": "x",
+                    "timestamp_format": "%Y",
+                    "timestamp_unit": "s",
+                },
             },
             "at most one of timestamp_format and timestamp_unit",
         ),
