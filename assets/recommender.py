@@ -125,7 +125,8 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             "density": float(data.train.nnz / max(data.train.shape[0] * data.train.shape[1], 1)),
         }
         return dg.Output(
-            table, metadata={**frame_metadata(table), **manifest_metadata(manifest), **warehouse_meta}
+            table,
+            metadata={**frame_metadata(table), **manifest_metadata(manifest), **warehouse_meta},
         )
 
     @dg.asset(
@@ -169,7 +170,12 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 now=dt.datetime.now(dt.UTC),
             )
         reg.set_alias(
-            MODEL, "challenger", version.version, "set", context.run_id, "trained",
+            MODEL,
+            "challenger",
+            version.version,
+            "set",
+            context.run_id,
+            "trained",
             dt.datetime.now(dt.UTC),
         )
         return dg.MaterializeResult(
@@ -258,7 +264,10 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             raise dg.Failure(description="no recommender champion yet: promote one first")
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
         table = recommendation_table(
-            active_users(interactions, days, cfg.active_days), load_model(reg, mv), cfg.k, mv.version
+            active_users(interactions, days, cfg.active_days),
+            load_model(reg, mv),
+            cfg.k,
+            mv.version,
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
         return dg.Output(
@@ -271,4 +280,10 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             },
         )
 
-    return [interactions_training_set, recommender_challenger, recommender_gates, champion, recommendations]
+    return [
+        interactions_training_set,
+        recommender_challenger,
+        recommender_gates,
+        champion,
+        recommendations,
+    ]

@@ -31,7 +31,8 @@ SMALL = {
     },
     "recommender": {
         "lookback_months": 2,
-        "grid": [{"factors": 12, "regularization": 0.1, "iterations": 10}],
+        "weighting": {"scheme": "alpha", "alpha": 2.0},
+        "grid": [{"factors": 8, "regularization": 1.0, "iterations": 15}],
     },
 }
 

@@ -170,7 +170,7 @@ def test_k8s_run_launcher_config_matches_its_schema(tmp_path: Path) -> None:
     cls = getattr(dagster_k8s, launcher["class"])
     assert cls is dagster_k8s.K8sRunLauncher
     result = process_config(cls.config_type(), launcher["config"])
-    assert result.success, result.errors
+    assert result.success and result.value is not None, result.errors
     assert result.value["instance_config_map"] == "dagster-instance"
     env_vars = launcher["config"]["env_vars"]
     assert f"LIFECYCLE_SETTINGS={SETTINGS_IN_IMAGE}" in env_vars

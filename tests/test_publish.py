@@ -271,7 +271,8 @@ def test_new_tables_take_their_types_from_the_frame() -> None:
         "d": "Date",
         "s": "Text",
     }
-    assert sql_type(frame["tz"]).timezone is True
+    tz_type = sql_type(frame["tz"])
+    assert isinstance(tz_type, sa.DateTime) and tz_type.timezone is True
 
 
 def test_disabled_publisher_does_nothing() -> None:

@@ -28,7 +28,7 @@ def at(tz: str, *parts: int) -> dt.datetime:
 def evaluate(
     defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: dt.datetime
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    schedule = defs.get_schedule_def(name)
+    schedule = defs.resolve_schedule_def(name)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     result: Any = schedule(context)
     if isinstance(result, dg.SkipReason):
@@ -67,7 +67,7 @@ def test_schedules_take_times_and_zone_from_the_settings(
         "promotion_window_schedule": ("5 9 16 * *", "promote_champions"),
     }
     for name, (cron, job) in expected.items():
-        schedule = defs.get_schedule_def(name)
+        schedule = defs.resolve_schedule_def(name)
         assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
             cron,
             AMS,
@@ -184,7 +184,7 @@ def test_a_local_time_zone_moves_the_day_boundary(
     assert daily_utc[0] == ("daily-2026-03-08", "2026-03-08")
 
     # Amsterdam's 2026-03-09 partition is the window [00:00, 24:00) local, i.e. from 23:00 UTC.
-    window = ams.get_job_def("daily_refresh").partitions_def.time_window_for_partition_key(  # type: ignore[union-attr]
+    window = ams.resolve_job_def("daily_refresh").partitions_def.time_window_for_partition_key(  # type: ignore[union-attr]
         "2026-03-09"
     )
     assert window.start == at(AMS, 2026, 3, 9) and window.start == at("UTC", 2026, 3, 8, 23)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,7 +102,7 @@ def tick(
     cursor: str | None,
     resources: dict[str, Any] | None = None,
 ) -> dg.SensorResult:
-    sensor = defs.get_sensor_def(name)
+    sensor = defs.resolve_sensor_def(name)
     with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=resources, definitions=defs
     ) as ctx:
@@ -154,7 +155,7 @@ def test_drop_sensor_requests_exactly_the_days_of_new_or_changed_files(
     drop = tmp_path / "drop"
     drop.mkdir()
     defs = build_defs(files_settings(make_settings, drop))
-    sensor = defs.get_sensor_def("files_drop_sensor")
+    sensor = defs.resolve_sensor_def("files_drop_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "daily_refresh"
 
@@ -211,7 +212,7 @@ def test_drop_run_request_ingests_the_file(
     settings = files_settings(make_settings, drop)
     defs = build_defs(settings)
     (request,) = tick(defs, "files_drop_sensor", instance, None).run_requests or []
-    result = defs.get_job_def("daily_refresh").execute_in_process(
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
         asset_selection=request.asset_selection,
@@ -228,7 +229,7 @@ def test_drop_sensor_is_stopped_and_skips_without_files_source(
     small_defs: tuple[Settings, dg.Definitions], instance: dg.DagsterInstance
 ) -> None:
     _, defs = small_defs
-    sensor = defs.get_sensor_def("files_drop_sensor")
+    sensor = defs.resolve_sensor_def("files_drop_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     with dg.build_sensor_context(instance=instance) as ctx:
         assert isinstance(sensor(ctx), dg.SkipReason)
@@ -242,7 +243,7 @@ def test_score_drift_requests_a_challenger_for_the_month_never_a_champion(
 ) -> None:
     _, defs = small_defs
     name = "churn_drift_retrain"
-    assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     report_check(instance, CHURN_SCORES, "score_drift", False, "2026-02-20")  # before it started
     start = tick(defs, name, instance, None)
     assert not start.run_requests and start.cursor
@@ -258,13 +259,13 @@ def test_score_drift_requests_a_challenger_for_the_month_never_a_champion(
     assert not set(CHAMPIONS.values()) & set(request.asset_selection or [])
     assert request.run_key is not None and request.run_key.startswith("drift-retrain-2026-03-01-")
     assert request.tags["lifecycle/drift_partition"] == "2026-03-15"
-    assert defs.get_sensor_def(name).job_name == "monthly_training"
+    assert defs.resolve_sensor_def(name).job_name == "monthly_training"
 
     # The job subset this request launches trains and gates, and promotes nothing.
-    job = defs.get_job_def("monthly_training")
+    job = defs.resolve_job_def("monthly_training")
     subset = job.get_subset(asset_selection=set(request.asset_selection or []))
-    keys = subset.asset_layer.executable_asset_keys
-    assert keys == {CHURN_DATASET, CHURN_CHALLENGER}
+    assert subset.asset_layer.executable_asset_keys == {CHURN_DATASET, CHURN_CHALLENGER}
+    assert "churn_promotion_gates" in subset.graph.node_dict  # the blocking gates run too
 
     repeat = tick(defs, name, instance, result.cursor)
     assert not repeat.run_requests
@@ -296,7 +297,7 @@ def test_run_failure_alert_posts_job_partition_and_run(
 ) -> None:
     # A files source whose folder is empty: ingest fails for real.
     defs = build_defs(files_settings(make_settings, tmp_path / "empty"))
-    result = defs.get_job_def("daily_refresh").execute_in_process(
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(
         instance=instance,
         partition_key="2026-01-05",
         asset_selection=TX_RAW,
@@ -311,7 +312,7 @@ def test_run_failure_alert_posts_job_partition_and_run(
         dagster_event=result.get_run_failure_event(),
         resources={"alerts": alerts},
     ).for_run_failure()
-    sensor = defs.get_sensor_def("run_failure_alert")
+    sensor = defs.resolve_sensor_def("run_failure_alert")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     sensor(context)
 
@@ -343,7 +344,7 @@ def test_failed_check_alert_from_a_real_run(
     start = tick(defs, "failed_check_alert", instance, None, resources)
     assert not webhook.received
 
-    result = defs.get_job_def("daily_refresh").execute_in_process(
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(
         instance=instance, partition_key="2026-01-02", asset_selection=TX_RAW
     )
     (evaluation,) = result.get_asset_check_evaluations()
@@ -440,7 +441,46 @@ def test_alerts_from_settings_defaults_to_the_log(
     assert isinstance(defs.resources["alerts"], AlertResource)
 
 
+@pytest.fixture
+def postgres_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """An instance on a fresh database of the PostgreSQL server on 127.0.0.1 (production's
+    storage), dropped afterwards."""
+    import psycopg2
+
+    name = f"sensors_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5
+        )
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    try:
+        with dg.instance_for_test(
+            temp_dir=str(tmp_path), overrides={"storage": {"postgres": {"postgres_url": url}}}
+        ) as inst:
+            yield inst
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
 def test_check_cursor_waits_for_evaluations_still_running(instance: dg.DagsterInstance) -> None:
+    """On the default (run-sharded) SQLite storage of `dagster dev`."""
+    exercise_check_cursor(instance)
+
+
+@pytest.mark.postgres
+def test_check_cursor_on_postgres(postgres_instance: dg.DagsterInstance) -> None:
+    """On PostgreSQL, the storage deploy/dagster.yaml uses."""
+    exercise_check_cursor(postgres_instance)
+
+
+def exercise_check_cursor(instance: dg.DagsterInstance) -> None:
     """A run plans a check (its row gets an id), a later evaluation lands first, the planned one
     is evaluated afterwards: each failure is seen exactly once, none is skipped."""
     key = dg.AssetCheckKey(CHURN_SCORES, "score_drift")
