@@ -40,7 +40,8 @@ def build_partitions(settings: Settings) -> Partitions:
         monthly=dg.MonthlyPartitionsDefinition(
             start_date=start.replace(day=1).isoformat(),
             end_date=month_end,
-            end_offset=0 if end else 1,
+            # Month M is trained on its first day, while it is still in progress.
+            end_offset=1,
             timezone=tz,
         ),
     )

@@ -74,7 +74,9 @@ def _cron(hhmm: str, day_of_month: str = "*") -> str:
 
 
 def _exists(partitions_def: dg.PartitionsDefinition, key: str, now: dt.datetime) -> bool:
-    return partitions_def.has_partition_key(key, current_time=now)
+    """Whether ``key`` is a partition as of ``now`` (not as of the wall clock)."""
+    with dg.partition_loading_context(effective_dt=now):
+        return partitions_def.has_partition_key(key)
 
 
 def daily_run_requests(

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,8 +31,8 @@ class Fingerprint:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, object]) -> Fingerprint:
-        return cls(size=int(raw["size"]), mtime_ns=int(raw["mtime_ns"]), sha256=str(raw["sha256"]))  # type: ignore[call-overload]
+    def from_dict(cls, raw: Mapping[str, Any]) -> Fingerprint:
+        return cls(size=int(raw["size"]), mtime_ns=int(raw["mtime_ns"]), sha256=str(raw["sha256"]))
 
 
 def file_sha256(path: Path) -> str:

@@ -194,6 +194,22 @@ class ScheduleSettings(_Strict):
         return v
 
 
+class AlertSettings(_Strict):
+    kind: Literal["log", "webhook", "slack"] = "log"
+    webhook_url_env: str = Field(
+        "ALERT_WEBHOOK_URL", description="Env var holding the webhook URL (a secret: never here)"
+    )
+    slack_channel: str | None = Field(None, description="e.g. #ml-alerts; required for slack")
+    slack_token_env: str = Field("SLACK_BOT_TOKEN", description="Env var holding the bot token")
+    webserver_url: str | None = Field(None, description="Dagster UI base URL for run links")
+
+    @model_validator(mode="after")
+    def _channel_for_slack(self) -> AlertSettings:
+        if self.kind == "slack" and not self.slack_channel:
+            raise ValueError("alerts.kind is 'slack' but alerts.slack_channel is missing")
+        return self
+
+
 class Settings(_Strict):
     timezone: str = "UTC"
     partitions: PartitionSettings
@@ -205,6 +221,7 @@ class Settings(_Strict):
     churn: ChurnSettings = ChurnSettings()
     recommender: RecommenderSettings = RecommenderSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -51,6 +51,15 @@ class World:
         mv = self.registry.alias("churn", "champion")
         return mv.version if mv else None
 
+    def automation(self, cursor=None):
+        """One tick of the champion's automation condition, as the daemon would evaluate it."""
+        return dg.evaluate_automation_conditions(
+            self.defs,
+            self.instance,
+            asset_selection=dg.AssetSelection.assets(CHURN_CHAMPION),
+            cursor=cursor,
+        )
+
     def gate_results(self, result: dg.ExecuteInProcessResult) -> dict[str, bool]:
         return {
             e.check_name: e.passed
@@ -121,8 +130,11 @@ def test_scores_cover_every_active_customer_and_rerun_is_identical(world: World)
 
 def test_second_challenger_shadows_then_replaces_the_champion(world: World) -> None:
     before = world.champion()
+    tick = world.automation()
     result = world.run([CHURN_DATASET, CHURN_CHALLENGER], partition=MAY)
     assert all(world.gate_results(result).values())
+    # Declarative automation would now promote it on its own: its gates all passed.
+    assert world.automation(tick.cursor).get_num_requested(CHURN_CHAMPION) == 1
     challenger = world.registry.latest_for_partition("churn", MAY)
     assert challenger is not None and world.champion() == before
 
@@ -157,7 +169,9 @@ def test_challenger_trained_on_shuffled_labels_is_blocked(world: World) -> None:
             "where t.rowid = s.i"
         )
 
+    tick = world.automation()
     result = world.run([CHURN_CHALLENGER], partition=MAY, raise_on_error=False)
+    assert world.automation(tick.cursor).get_num_requested(CHURN_CHAMPION) == 0
     gates = world.gate_results(result)
     assert gates["auc_floor"] is False and gates["beats_champion"] is False
     bad = world.registry.latest_for_partition("churn", MAY)

@@ -22,6 +22,7 @@ from assets.common import day_keys
 from assets.keys import ACTIVITY, FEATURES, LABELS
 from definitions import build_defs
 from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
+from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from lifecycle.settings import DEMO_SETTINGS, Settings, parse_settings
 
 T0 = pd.Timestamp("2026-03-01")
@@ -354,7 +355,9 @@ class Backfilled:
         self.result: dg.ExecuteInProcessResult = result
 
     def table(self, sql: str) -> pd.DataFrame:
-        with duckdb.connect(self.settings.warehouse.database) as con:
+        with duckdb.connect(
+            self.settings.warehouse.database, config=dict(DAGSTER_DUCKDB_CONFIG)
+        ) as con:
             return con.execute(sql).df()
 
 

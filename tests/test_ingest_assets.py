@@ -13,6 +13,7 @@ import pytest
 from conftest import run
 
 from definitions import build_defs
+from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from lifecycle.settings import Settings
 from lifecycle.sources import UnreadableFileError
 from lifecycle.validation import EmptyPartitionError, MissingColumnsError
@@ -74,7 +75,7 @@ def write(folder: Path, frame: pd.DataFrame, name: str = "tx.csv") -> Path:
 
 
 def table(settings: Settings, sql: str) -> pd.DataFrame:
-    with duckdb.connect(settings.warehouse.database) as con:
+    with duckdb.connect(settings.warehouse.database, config=dict(DAGSTER_DUCKDB_CONFIG)) as con:
         return con.execute(sql).df()
 
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import run
 
 from definitions import build_defs
+from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from lifecycle.settings import Settings
 from lifecycle.sources import (
     UnreadableFileError,
@@ -49,7 +50,7 @@ def transaction_log() -> pd.DataFrame:
 
 
 def warehouse(settings: Settings, sql: str) -> pd.DataFrame:
-    with duckdb.connect(settings.warehouse.database) as con:
+    with duckdb.connect(settings.warehouse.database, config=dict(DAGSTER_DUCKDB_CONFIG)) as con:
         return con.execute(sql).df()
 
 

@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from resources.warehouse import ByNamePandasTypeHandler, WarehouseIOManager
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-03-01", end_date="2026-03-06")
@@ -114,7 +115,7 @@ class Warehouse:
         )
 
     def read(self, table: str = "wh.events") -> pd.DataFrame:
-        with duckdb.connect(str(self.path)) as con:
+        with duckdb.connect(str(self.path), config=dict(DAGSTER_DUCKDB_CONFIG)) as con:
             return con.execute(f"select * from {table} order by event_date, id").df()
 
     def day(self, day: str) -> pd.DataFrame:
@@ -215,7 +216,7 @@ def test_empty_frame_creates_the_table(tmp_path: Path, shared_instance: dg.Dagst
     wh = Warehouse(tmp_path / "warehouse.duckdb", shared_instance)
     wh.write("empty", partition="2026-03-01")
     assert wh.read().empty
-    with duckdb.connect(str(wh.path)) as con:
+    with duckdb.connect(str(wh.path), config=dict(DAGSTER_DUCKDB_CONFIG)) as con:
         types = dict(
             con.execute(
                 "select column_name, data_type from duckdb_columns() where table_name = 'events'"
