@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.common import (
     DAILY_RANGE,
@@ -13,7 +14,13 @@ from assets.common import (
     require_materialized,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS
-from lifecycle.features import churn_labels, customer_features, daily_activity
+from lifecycle.features import (
+    LABELS_SCHEMA,
+    churn_labels,
+    customer_features,
+    daily_activity,
+    features_schema,
+)
 from lifecycle.settings import Settings
 
 KINDS = {"duckdb", "pandas", "numpy"}
@@ -42,6 +49,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
     @dg.asset(
         key=FEATURES,
+        dagster_type=pandera_schema_to_dagster_type(features_schema(windows)),
         ins={
             "activity": dg.AssetIn(
                 ACTIVITY,
@@ -75,6 +83,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
     @dg.asset(
         key=LABELS,
+        dagster_type=pandera_schema_to_dagster_type(LABELS_SCHEMA),
         ins={
             "population": dg.AssetIn(FEATURES, metadata={"columns": ["as_of_date", "customer_id"]}),
             "activity": dg.AssetIn(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 CHUNK_CUSTOMERS = 200_000
 ACTIVITY_COLUMNS = ("activity_date", "customer_id", "txn_count", "spend", "max_amount")
@@ -36,6 +37,33 @@ def feature_columns(windows: Sequence[int]) -> list[str]:
         cols += [f"txn_count_{w}d", f"spend_{w}d"]
     cols += [f"avg_basket_{longest}d", "trend_short_long"]
     return cols
+
+
+def features_schema(windows: Sequence[int]) -> pa.DataFrameSchema:
+    """A feature row: one customer as of one day, every value a finite non-negative number."""
+    longest = max(windows)
+    columns = {
+        "as_of_date": pa.Column("datetime64[ns]"),
+        "customer_id": pa.Column("int64", pa.Check.ge(0)),
+        **{name: pa.Column("float64", pa.Check.ge(0)) for name in feature_columns(windows)},
+    }
+    columns["recency_days"] = pa.Column("float64", pa.Check.in_range(0, longest - 1))
+    return pa.DataFrameSchema(
+        columns, unique=["as_of_date", "customer_id"], strict=True, name="CustomerFeatures"
+    )
+
+
+LABELS_SCHEMA = pa.DataFrameSchema(
+    {
+        "as_of_date": pa.Column("datetime64[ns]"),
+        "customer_id": pa.Column("int64", pa.Check.ge(0)),
+        "purchases_in_horizon": pa.Column("int64", pa.Check.ge(0)),
+        "churned": pa.Column("int64", pa.Check.isin([0, 1])),
+    },
+    unique=["as_of_date", "customer_id"],
+    strict=True,
+    name="ChurnLabels",
+)
 
 
 @dataclass(frozen=True)

@@ -139,20 +139,27 @@ def validate_rows(
     require_columns(raw, spec.columns, origin)
     frame = raw.loc[:, list(spec.columns)].reset_index(drop=True)
     typed = frame.copy()
-    bad_type = pd.Series("", index=frame.index)
+    # Type problems as boolean columns; reason strings are built for the few bad rows only.
+    flags: dict[str, pd.Series] = {}
     for col in (*spec.keys, *spec.numbers):
         typed[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-        unparseable = typed[col].isna() & frame[col].notna()
-        bad_type[unparseable] += f"{col}: not a number; "
+        flags[f"{col}: not a number"] = typed[col].isna() & frame[col].notna()
     typed["timestamp"] = pd.to_datetime(frame["timestamp"], errors="coerce")
-    bad_type[typed["timestamp"].isna() & frame["timestamp"].notna()] += "timestamp: unparseable; "
+    flags["timestamp: unparseable"] = typed["timestamp"].isna() & frame["timestamp"].notna()
     for key in spec.keys:
-        non_integer = typed[key].notna() & (typed[key] % 1 != 0)
-        bad_type[non_integer] += f"{key}: not an integer; "
-
-    reasons = _reasons_from(typed, _row_rules(spec, start, end)).reindex(frame.index).fillna("")
-    reasons = (bad_type.str.rstrip("; ") + "; " + reasons).str.strip("; ")
-    duplicate = typed.duplicated(keep="first") & (reasons == "")
+        flags[f"{key}: not an integer"] = typed[key].notna() & (typed[key] % 1 != 0)
+    flagged = pd.DataFrame(flags)
+    rule_reasons = _reasons_from(typed, _row_rules(spec, start, end))
+    suspect = flagged.any(axis=1) | frame.index.isin(rule_reasons.index)
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    if suspect.any():
+        labels = flagged.loc[suspect].apply(lambda row: [c for c, v in row.items() if v], axis=1)
+        rules = rule_reasons.reindex(labels.index).fillna("")
+        reasons[suspect] = [
+            "; ".join([*found, rule] if rule else found)
+            for found, rule in zip(labels, rules, strict=True)
+        ]
+    duplicate = typed.duplicated(keep="first") & ~suspect
     reasons[duplicate] = "duplicate row"
 
     bad = reasons != ""

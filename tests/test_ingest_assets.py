@@ -280,7 +280,7 @@ def test_empty_day_allowed_by_settings(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG resources/warehouse.py:76 ByNamePandasTypeHandler.handle_output: the first, "
+    reason="BUG resources/warehouse.py:71 ByNamePandasTypeHandler.handle_output: the first, "
     "empty quarantine frame creates raw.transactions_quarantine with reason/record typed "
     '"NULL"/DOUBLE (DuckDB cannot type empty object columns), so the first later day that has '
     "a bad row fails: Conversion Error VARCHAR -> NULL",

@@ -346,6 +346,9 @@ def test_ratings_file_with_epoch_seconds_in_local_days(
         pd.Timestamp("2026-03-01 22:30"),
     ]
     assert table["weight"].tolist() == [4.0, 3.5, 5.0, 1.0, 2.5]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "interactions_quarantine_share"
+    assert check.passed
 
 
 def sql_settings(make_settings, query: str) -> Settings:
