@@ -12,6 +12,7 @@ from assets.recommender import build_recommender_assets
 from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
 from resources.alerts import alerts_from_settings
+from resources.publisher import publisher_from_settings
 from resources.registry import RegistryResource, Warehouse
 from resources.sources import source_from_settings
 from resources.warehouse import WarehouseIOManager
@@ -40,6 +41,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 database=settings.warehouse.database, artifact_root=settings.warehouse.artifact_root
             ),
             "warehouse": Warehouse(database=settings.warehouse.database),
+            "publisher": publisher_from_settings(settings),
             "alerts": alerts_from_settings(settings),
         },
         # One DuckDB file has one writer: steps of a run execute one after another.

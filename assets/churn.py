@@ -51,6 +51,7 @@ from lifecycle.plots import calibration_plot, histogram_plot, importance_plot, r
 from lifecycle.registry import ModelRegistry, ModelVersion
 from lifecycle.scoring import score_table
 from lifecycle.settings import Settings
+from resources.publisher import PostgresPublisher
 from resources.registry import RegistryResource, Warehouse
 
 MODEL = "churn"
@@ -303,6 +304,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             features_: pd.DataFrame,
             registry: RegistryResource,
             warehouse: Warehouse,
+            publisher: PostgresPublisher,
         ):
             start, end = local_window(context)
             reg = registry.registry()
@@ -323,6 +325,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 reference, table["score"].to_numpy(), cfg.checks.max_score_psi
             )
             complete = len(table) == len(features_) and not table["customer_id"].duplicated().any()
+            published = publisher.publish(key.path[-1], table, "as_of_date", start, end)
             yield dg.Output(
                 table,
                 metadata={
@@ -330,6 +333,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                     "model_version": mv.version,
                     "mean_score": float(table["score"].mean()) if len(table) else float("nan"),
                     "score_psi": drift.observed,
+                    "published_rows": published,
                     "distribution": dg.MetadataValue.md(
                         histogram_plot({"training": reference, "scored": table["score"].to_numpy()})
                     ),

@@ -45,6 +45,7 @@ from lifecycle.recommender import (
 )
 from lifecycle.registry import ModelRegistry, ModelVersion
 from lifecycle.settings import Settings
+from resources.publisher import PostgresPublisher
 from resources.registry import RegistryResource
 
 MODEL = "recommender"
@@ -255,7 +256,10 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         ),
     )
     def recommendations(
-        context: dg.AssetExecutionContext, interactions: pd.DataFrame, registry: RegistryResource
+        context: dg.AssetExecutionContext,
+        interactions: pd.DataFrame,
+        registry: RegistryResource,
+        publisher: PostgresPublisher,
     ):
         start, end = local_window(context)
         reg = registry.registry()
@@ -270,6 +274,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             mv.version,
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
+        published = publisher.publish(RECOMMENDATIONS.path[-1], table, "as_of_date", start, end)
         return dg.Output(
             table,
             metadata={
@@ -277,6 +282,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 "model_version": mv.version,
                 "users": int(per_user["user_id"].nunique()),
                 "fallback_share": float(per_user["is_fallback"].mean()) if len(per_user) else 0.0,
+                "published_rows": published,
             },
         )
 

@@ -210,6 +210,16 @@ class AlertSettings(_Strict):
         return self
 
 
+class PublishSettings(_Strict):
+    """Copy each prediction partition into PostgreSQL for applications (optional)."""
+
+    enabled: bool = False
+    url_env: str = Field(
+        "PREDICTIONS_DATABASE_URL", description="Env var holding the SQLAlchemy URL"
+    )
+    schema_name: str = "predictions"
+
+
 class Settings(_Strict):
     timezone: str = "UTC"
     partitions: PartitionSettings
@@ -222,6 +232,7 @@ class Settings(_Strict):
     recommender: RecommenderSettings = RecommenderSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     alerts: AlertSettings = AlertSettings()
+    publish: PublishSettings = PublishSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from lifecycle.publish import publish_partition
+from lifecycle.settings import Settings
 
 
 class PostgresPublisher(dg.ConfigurableResource):
@@ -47,3 +48,11 @@ class PostgresPublisher(dg.ConfigurableResource):
         )
         log.info(f"published {written} rows to {self.schema_}.{table} for [{start}, {end})")
         return written
+
+
+def publisher_from_settings(settings: Settings) -> PostgresPublisher:
+    """The URL only ever comes from the environment, and only when publishing is on."""
+    cfg = settings.publish
+    if not cfg.enabled:
+        return PostgresPublisher(enabled=False)
+    return PostgresPublisher(url=dg.EnvVar(cfg.url_env), enabled=True, schema=cfg.schema_name)

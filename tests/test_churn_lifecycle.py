@@ -250,3 +250,37 @@ def test_promotion_refuses_when_checks_did_not_run_on_the_new_version(world: Wor
     assert not refused.success
     assert newest.version in failure_text(refused)
     assert world.champion() == current
+
+
+@pytest.mark.postgres
+def test_scores_are_published_to_postgres_idempotently(world: World, monkeypatch) -> None:
+    """With publishing on, a scores partition lands in PostgreSQL too, and a re-run replaces it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"pred_{uuid.uuid4().hex[:8]}"
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    monkeypatch.setenv("PREDICTIONS_DATABASE_URL", url)
+    settings = world.settings.model_copy(
+        update={
+            "publish": world.settings.publish.model_copy(
+                update={"enabled": True, "schema_name": schema}
+            )
+        }
+    )
+    defs = build_defs(settings)
+    engine = sa.create_engine(url)
+    try:
+        for _ in range(2):
+            assert run(defs, world.instance, [CHURN_SCORES], partition="2026-04-12").success
+        published = pd.read_sql(f"select * from {schema}.churn_scores order by customer_id", engine)
+        local = world.sql(
+            "select * from predictions.churn_scores where as_of_date = '2026-04-12' order by customer_id"
+        )
+        assert len(published) == len(local) > 0
+        assert published["score"].tolist() == pytest.approx(local["score"].tolist())
+    finally:
+        with engine.begin() as con:
+            con.execute(sa.text(f"drop schema if exists {schema} cascade"))
+        engine.dispose()
