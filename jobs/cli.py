@@ -206,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rec = sub.add_parser("recommend", help="top-K for one user from the champion")
     p_rec.add_argument("user_id", type=int)
     p_rec.add_argument("-k", type=int, default=10)
+    p_bench = sub.add_parser(
+        "bench", help="wrapped vs direct timings, same process, interleaved, best of N"
+    )
+    p_bench.add_argument("--scale", type=int, default=10, help="customers multiplier (recommender)")
+    p_bench.add_argument("--repeats", type=int, default=3, help="N: best of N per measurement")
+    p_bench.add_argument("--json", type=Path, dest="json_path", help="also write the rows here")
     args = parser.parse_args(argv)
     settings = load_settings(args.settings)
     if args.command == "demo":
@@ -214,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return versions(settings)
     if args.command == "rollback":
         return rollback(settings, args.model, args.version, args.reason)
+    if args.command == "bench":
+        from jobs.bench import run_benchmarks
+
+        run_benchmarks(settings, args.scale, args.repeats, args.json_path)
+        return 0
     return recommend(settings, args.user_id, args.k)
 
 

@@ -237,9 +237,12 @@ class Settings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        ZoneInfo(v)
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
 
@@ -265,6 +268,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raw = yaml.safe_load(chosen.read_text())
     except OSError as exc:
         raise SettingsError(f"cannot read settings file {chosen}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{chosen}: not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"{chosen}: not valid YAML: {exc}") from None
     return parse_settings(raw, str(chosen))

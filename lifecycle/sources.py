@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from lifecycle.validation import TableSpec, require_columns
+from lifecycle.validation import SOURCE_TIMESTAMP, TableSpec, require_columns
 
 
 class UnreadableFileError(ValueError):
@@ -79,6 +79,8 @@ def read_event_files(
         frame = pd.DataFrame(
             {ours: raw[theirs] if theirs is not None else 1.0 for ours, theirs in wanted.items()}
         )
+        # The file's own text is kept for quarantine records, so a reviewer sees what was there.
+        frame[SOURCE_TIMESTAMP] = frame["timestamp"].astype("string")
         frame["timestamp"] = parse_timestamps(
             frame["timestamp"], timestamp_format, timestamp_unit, timezone
         )
@@ -87,7 +89,7 @@ def read_event_files(
         # validation quarantines them with a reason instead of dropping them silently.
         keep = stamp.isna() | ((stamp >= start) & (stamp < end))
         frames.append(frame.loc[keep])
-    return pd.concat(frames, ignore_index=True).loc[:, list(spec.columns)]
+    return pd.concat(frames, ignore_index=True).loc[:, [*spec.columns, SOURCE_TIMESTAMP]]
 
 
 def read_event_sql(

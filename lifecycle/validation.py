@@ -14,6 +14,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 QUARANTINE_COLUMNS = ("event_date", "reason", "record")
+# Optional column a source may add: the timestamp as the source wrote it, for quarantine records.
+SOURCE_TIMESTAMP = "source_timestamp"
 
 
 @dataclass(frozen=True)
@@ -170,13 +172,26 @@ def validate_rows(
     clean = clean.sort_values(["timestamp", *spec.keys], kind="stable").reset_index(drop=True)
 
     rejected = frame.loc[bad]
+    if SOURCE_TIMESTAMP in raw.columns:
+        original = raw[SOURCE_TIMESTAMP].reset_index(drop=True)
+        rejected = rejected.assign(timestamp=original[bad])
     stamp = typed.loc[bad, "timestamp"].dt.normalize().fillna(start.normalize())
     in_window = (stamp >= start.normalize()) & (stamp < end)
     quarantine = pd.DataFrame(
         {
             "event_date": stamp.where(in_window, start.normalize()).astype("datetime64[ns]"),
-            "reason": reasons[bad].astype(str),
-            "record": [json.dumps(r, default=str) for r in rejected.to_dict(orient="records")],
+            "reason": reasons[bad].astype(str).astype(object),
+            # Missing values become null, not NaN: the record must stay strict JSON.
+            "record": pd.Series(
+                [
+                    json.dumps(r, default=str, allow_nan=False)
+                    for r in rejected.astype(object)
+                    .where(rejected.notna(), None)
+                    .to_dict(orient="records")
+                ],
+                index=rejected.index,
+                dtype=object,
+            ),
         }
     ).reset_index(drop=True)
     return ValidatedBatch(clean=clean, quarantine=quarantine)

@@ -48,6 +48,7 @@ class TransactionalDuckDbClient(DuckDbClient):
                 yield conn
             except BaseException:
                 conn.execute("rollback")
+                conn.close()  # the stock client closes its connection only on success
                 raise
             conn.execute("commit")
 
@@ -67,8 +68,19 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
         name = f"{table_slice.schema}.{table_slice.table}"
         connection.register("_output_frame", obj)
         try:
+            # An empty or all-null object column has DuckDB type NULL; a table created with it
+            # could never hold a value, so such columns are created as VARCHAR.
+            untyped = [
+                col
+                for col, col_type, *_ in connection.execute(
+                    "describe select * from _output_frame"
+                ).fetchall()
+                if col_type.strip('"') == "NULL"
+            ]
+            casts = ", ".join(f'cast("{c}" as varchar) as "{c}"' for c in untyped)
+            projection = f"* replace ({casts})" if untyped else "*"
             connection.execute(
-                f"create table if not exists {name} as select * from _output_frame limit 0"
+                f"create table if not exists {name} as select {projection} from _output_frame limit 0"
             )
             connection.execute(f"insert into {name} by name select * from _output_frame")
         finally:

@@ -144,7 +144,7 @@ def test_labels_hand_computed() -> None:
 
 
 def test_empty_inputs_give_typed_empty_frames() -> None:
-    """No activity gives an empty feature frame with the model's columns; no population, no labels."""
+    """No activity: an empty feature frame with the model's columns; no population: no labels."""
     empty = HAND.iloc[:0]
     features = customer_features(empty, pd.DatetimeIndex([D]), (3, 7))
     assert features.empty

@@ -278,13 +278,6 @@ def test_empty_day_allowed_by_settings(
     assert quality["passed"].all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG resources/warehouse.py:71 ByNamePandasTypeHandler.handle_output: the first, "
-    "empty quarantine frame creates raw.transactions_quarantine with reason/record typed "
-    '"NULL"/DOUBLE (DuckDB cannot type empty object columns), so the first later day that has '
-    "a bad row fails: Conversion Error VARCHAR -> NULL",
-)
 def test_clean_day_then_day_with_bad_rows(
     tmp_path: Path, make_settings: Callable[..., Settings], shared_instance: dg.DagsterInstance
 ) -> None:

@@ -140,7 +140,7 @@ def test_interaction_rules() -> None:
 
 
 def test_quarantine_day_in_a_range_window() -> None:
-    """In a multi-day window a bad row is filed under its own day; undatable rows under the first."""
+    """In a multi-day window a bad row is filed under its own day, undatable ones on the first."""
     start, end = pd.Timestamp("2026-03-01"), pd.Timestamp("2026-03-04")
     raw = pd.DataFrame(
         {
@@ -208,11 +208,6 @@ def _no_constants(name: str) -> object:
     raise ValueError(f"not strict JSON: {name}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG lifecycle/validation.py:179 json.dumps(..., default=str) writes a missing value "
-    "read from CSV (NaN) as the bare token NaN, which is not JSON (strict parsers reject it)",
-)
 def test_quarantine_record_is_strict_json() -> None:
     """A quarantined row read from a CSV (missing values are NaN there) is stored as valid JSON."""
     raw = transactions(

@@ -235,11 +235,6 @@ def test_empty_partition_clears_old_rows(wh: Warehouse) -> None:
     assert len(wh.read()) == 9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG resources/warehouse.py:71 create table ... as select * from frame limit 0 types "
-    'an empty object (string) column as "NULL", so no later row can be inserted into it',
-)
 def test_empty_object_column_then_data(tmp_path: Path, shared_instance: dg.DagsterInstance) -> None:
     """A first empty frame whose text column has object dtype must not block later text rows."""
     wh = Warehouse(tmp_path / "warehouse.duckdb", shared_instance)
@@ -258,3 +253,13 @@ def test_unpartitioned_asset_is_replaced_whole(
     wh.write("v2", asset=snapshot)
     stored = wh.read("wh.snapshot")
     assert stored["label"].tolist() == ["v2-1-0", "v2-1-1"]
+
+
+def test_failed_write_releases_the_database_file(wh: Warehouse) -> None:
+    """A failed write closes its connection: the file is free again for any other connection
+    (DuckDB refuses a second in-process connection with another configuration while one is
+    open, and another process could not lock the file)."""
+    result = wh.write("bad_type", partition="2026-03-02", raise_on_error=False)
+    assert not result.success
+    with duckdb.connect(str(wh.path)) as con:
+        assert con.execute("select count(*) from wh.events").fetchone() == (12,)
