@@ -119,6 +119,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
                     f"but the last day partition is {last_partition}"
                 )
             )
+        require_materialized(context, FEATURES, day_keys(start, end), "label population")
         require_materialized(
             context, ACTIVITY, day_keys(start + pd.Timedelta(days=1), horizon_end), "label horizon"
         )

@@ -135,7 +135,8 @@ def customer_features(
         }
         for w in windows:
             cols[f"txn_count_{w}d"] = _window_sum(cum_count, rows, window_start[w])
-            cols[f"spend_{w}d"] = _window_sum(cum_spend, rows, window_start[w])
+            # Rounded so a one-day run and a range run give identical money, not ~1e-12 apart.
+            cols[f"spend_{w}d"] = np.round(_window_sum(cum_spend, rows, window_start[w]), 6)
         n_long = cols[f"txn_count_{longest}d"]
         cols[f"avg_basket_{longest}d"] = cols[f"spend_{longest}d"] / np.maximum(n_long, 1)
         short = min(windows)

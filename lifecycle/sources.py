@@ -1,7 +1,8 @@
 """Reading raw events from the user's files or SQL, mapped onto our canonical column names.
 
 Every reader returns rows whose timestamp falls in ``[start, end)`` in naive local time of the
-configured zone; the validation step re-checks that, so a reader that over-fetches is harmless.
+configured zone. Validation re-checks that: a reader that over-fetches gets the extra rows
+quarantined (and counted against the quarantine bound), never stored in the wrong day.
 """
 
 from __future__ import annotations
@@ -85,9 +86,14 @@ def read_event_files(
             frame["timestamp"], timestamp_format, timestamp_unit, timezone
         )
         stamp = frame["timestamp"]
-        # Rows whose timestamp did not parse are kept when the file's window is unknown, so
-        # validation quarantines them with a reason instead of dropping them silently.
-        keep = stamp.isna() | ((stamp >= start) & (stamp < end))
+        if stamp.isna().all() and len(frame):
+            raise UnreadableFileError(
+                f"{path}: no timestamp in column {wanted['timestamp']!r} parses"
+            )
+        # A row whose timestamp does not parse belongs to no day; it is quarantined (with the
+        # file's text) once, in the window holding the file's first day, not in every window.
+        first_day = stamp.min().normalize()
+        keep = (stamp >= start) & (stamp < end) | (stamp.isna() & (start <= first_day < end))
         frames.append(frame.loc[keep])
     return pd.concat(frames, ignore_index=True).loc[:, [*spec.columns, SOURCE_TIMESTAMP]]
 

@@ -22,7 +22,13 @@ from lifecycle.sources import (
     read_event_files,
     read_event_sql,
 )
-from lifecycle.validation import INTERACTIONS, TRANSACTIONS, MissingColumnsError, validate_rows
+from lifecycle.validation import (
+    INTERACTIONS,
+    SOURCE_TIMESTAMP,
+    TRANSACTIONS,
+    MissingColumnsError,
+    validate_rows,
+)
 from resources.sources import FilesSource, SqlSource, SyntheticSource, source_from_settings
 
 RAW_TX = dg.AssetKey(["raw", "transactions"])
@@ -98,7 +104,7 @@ def test_files_map_columns_and_keep_only_the_window(tmp_path: Path) -> None:
     frame = read_event_files(
         str(tmp_path / "*.csv"), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d"
     )
-    assert list(frame.columns) == ["customer_id", "timestamp", "amount"]
+    assert list(frame.columns) == ["customer_id", "timestamp", "amount", SOURCE_TIMESTAMP]
     assert frame["customer_id"].tolist() == ["1", "2", "1", "3", "4"]
     assert frame["amount"].tolist() == ["12.50", "3.20", "8.00", "5.55", "7.10"]
     assert frame["timestamp"].min() == START
@@ -126,36 +132,42 @@ def test_files_without_weight_column_get_weight_one(tmp_path: Path) -> None:
     mapping = {"user_id": "u", "item_id": "sku", "timestamp": "t", "weight": None}
     frame = read_event_files(str(tmp_path / "views.csv"), INTERACTIONS, mapping, START, END, "UTC")
     assert frame["weight"].tolist() == [1.0, 1.0]
-    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "weight"]
+    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "weight", SOURCE_TIMESTAMP]
 
 
-def test_files_keep_unparseable_timestamps_for_quarantine(tmp_path: Path) -> None:
-    """A row whose time does not parse is passed on (as NaT), not silently dropped."""
+def test_files_keep_unparseable_timestamps_for_quarantine_once(tmp_path: Path) -> None:
+    """A row whose time does not parse is passed on (as NaT) in the window holding the file's
+    first day — not silently dropped, and not repeated in every other window."""
     log = transaction_log()
     log.loc[1, "txn_day"] = "2026/03/01"
     write_csv(tmp_path / "tx.csv", log)
-    frame = read_event_files(
+    first_window = read_event_files(
+        str(tmp_path / "tx.csv"),
+        TRANSACTIONS,
+        TX_COLUMNS,
+        pd.Timestamp("2026-02-28"),
+        END,
+        "UTC",
+        "%Y%m%d",
+    )
+    assert first_window["timestamp"].isna().sum() == 1
+    assert len(first_window) == 6
+    later = read_event_files(
         str(tmp_path / "tx.csv"), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d"
     )
-    assert frame["timestamp"].isna().sum() == 1
-    assert len(frame) == 5
+    assert later["timestamp"].notna().all() and len(later) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG lifecycle/sources.py read_event_files replaces the timestamp column by its parsed "
-    'value before validation, so the quarantined record says "NaT" (reason: not_nullable) '
-    "instead of the text the file held",
-)
 def test_unparseable_file_timestamp_is_quarantined_verbatim(tmp_path: Path) -> None:
     """The quarantine keeps what the file said, so the user can find and fix the line."""
     log = transaction_log()
     log.loc[1, "txn_day"] = "2026/03/01"
     write_csv(tmp_path / "tx.csv", log)
+    first = pd.Timestamp("2026-02-28")
     raw = read_event_files(
-        str(tmp_path / "tx.csv"), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d"
+        str(tmp_path / "tx.csv"), TRANSACTIONS, TX_COLUMNS, first, END, "UTC", "%Y%m%d"
     )
-    batch = validate_rows(raw, TRANSACTIONS, START, END, origin="tx.csv")
+    batch = validate_rows(raw, TRANSACTIONS, first, END, origin="tx.csv")
     (record,) = batch.quarantine["record"]
     assert json.loads(record)["timestamp"] == "2026/03/01"
 
