@@ -1,6 +1,5 @@
 """Churn: monthly training sets → XGBoost challenger → blocking checks → champion → daily scores."""
 
-import datetime as dt
 import tempfile
 from pathlib import Path
 
@@ -9,9 +8,9 @@ import pandas as pd
 import xgboost as xgb
 
 from assets.common import (
-    DAILY_RANGE,
     OWNERS,
     Partitions,
+    daily_table,
     day_keys,
     frame_metadata,
     local_window,
@@ -27,7 +26,12 @@ from assets.keys import (
     FEATURES,
     LABELS,
 )
-from assets.promotion import build_champion_asset, check_result, gate_specs
+from assets.promotion import (
+    build_champion_asset,
+    check_result,
+    gate_specs,
+    register_challenger,
+)
 from lifecycle import gates
 from lifecycle.churn_model import (
     SearchSpace,
@@ -203,31 +207,19 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / ARTIFACT
             save_booster(trained.booster, path)
-            version = reg.register(
+            version, meta = register_challenger(
+                context,
+                reg,
                 MODEL,
-                context.partition_key,
                 [path],
-                dataset_version=str(dataset["dataset_version"].iloc[0]),
+                str(dataset["dataset_version"].iloc[0]),
                 params=trained.params | {"best_iteration": trained.best_iteration},
                 metrics=metrics.as_dict(),
                 code_version=CODE_VERSION,
-                run_id=context.run_id,
-                now=dt.datetime.now(dt.UTC),
             )
-        reg.set_alias(
-            MODEL,
-            "challenger",
-            version.version,
-            "set",
-            context.run_id,
-            "trained",
-            dt.datetime.now(dt.UTC),
-        )
         return dg.MaterializeResult(
             metadata={
-                "model_version": version.version,
-                "sha256": version.sha256,
-                "dataset_version": version.dataset_version,
+                **meta,
                 "train_rows": len(train),
                 "holdout_rows": len(valid),
                 "best_iteration": trained.best_iteration,
@@ -281,9 +273,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             key=key,
             ins={"features_": dg.AssetIn(FEATURES)},
             deps=[CHAMPION] if alias == "champion" else [CHALLENGER],
-            partitions_def=partitions.daily,
-            backfill_policy=DAILY_RANGE,
-            metadata={"partition_expr": "as_of_date"},
+            **daily_table(partitions, "as_of_date"),
             # Shadow scores exist only while a challenger awaits promotion.
             output_required=alias == "champion",
             check_specs=[

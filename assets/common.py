@@ -47,6 +47,20 @@ def build_partitions(settings: Settings) -> Partitions:
     )
 
 
+def daily_table(partitions: Partitions, date_column: str) -> dict[str, object]:
+    """Decorator arguments of a daily warehouse table computed a whole range at a time."""
+    return {
+        "partitions_def": partitions.daily,
+        "backfill_policy": DAILY_RANGE,
+        "metadata": {"partition_expr": date_column},
+    }
+
+
+def trailing_days(days: int) -> dg.TimeWindowPartitionMapping:
+    """Day D reads the upstream days D-(days-1) … D (offsets count days of the reader)."""
+    return dg.TimeWindowPartitionMapping(start_offset=-(days - 1), end_offset=0)
+
+
 def local_window(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The run's partition window (one day or a range) as naive local timestamps."""
     window = context.partition_time_window

@@ -5,13 +5,14 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.common import (
-    DAILY_RANGE,
     OWNERS,
     Partitions,
+    daily_table,
     day_keys,
     frame_metadata,
     local_window,
     require_materialized,
+    trailing_days,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS
 from lifecycle.features import (
@@ -35,9 +36,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
     @dg.asset(
         key=ACTIVITY,
         ins={"transactions": dg.AssetIn(dg.AssetKey(["raw", "transactions"]))},
-        partitions_def=partitions.daily,
-        backfill_policy=DAILY_RANGE,
-        metadata={"partition_expr": "activity_date"},
+        **daily_table(partitions, "activity_date"),
         group_name="churn",
         kinds=KINDS,
         owners=OWNERS,
@@ -50,18 +49,8 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
     @dg.asset(
         key=FEATURES,
         dagster_type=pandera_schema_to_dagster_type(features_schema(windows)),
-        ins={
-            "activity": dg.AssetIn(
-                ACTIVITY,
-                # Offsets count days of this asset: day D reads activity of D-(W-1) … D.
-                partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-(lookback - 1), end_offset=0
-                ),
-            )
-        },
-        partitions_def=partitions.daily,
-        backfill_policy=DAILY_RANGE,
-        metadata={"partition_expr": "as_of_date"},
+        ins={"activity": dg.AssetIn(ACTIVITY, partition_mapping=trailing_days(lookback))},
+        **daily_table(partitions, "as_of_date"),
         group_name="churn",
         kinds=KINDS,
         owners=OWNERS,
@@ -92,9 +81,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
                 partition_mapping=dg.TimeWindowPartitionMapping(start_offset=1, end_offset=horizon),
             ),
         },
-        partitions_def=partitions.daily,
-        backfill_policy=DAILY_RANGE,
-        metadata={"partition_expr": "as_of_date"},
+        **daily_table(partitions, "as_of_date"),
         group_name="churn",
         kinds=KINDS,
         owners=OWNERS,

@@ -5,7 +5,9 @@ results recorded for that version's partition from the instance (so a manual mat
 the UI is gated too), and refuses unless every blocking check ran on that version and passed.
 """
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -112,6 +114,39 @@ def recorded_gates(
     return gates
 
 
+def register_challenger(
+    context: dg.AssetExecutionContext,
+    reg: ModelRegistry,
+    model_name: str,
+    files: Sequence[Path],
+    dataset_version: str,
+    params: Mapping[str, object],
+    metrics: Mapping[str, float],
+    code_version: str,
+) -> tuple[ModelVersion, dict[str, object]]:
+    """Record an immutable version for this month and point `challenger` at it; returns the
+    version and the metadata every challenger materialisation starts with."""
+    now = dt.datetime.now(dt.UTC)
+    version = reg.register(
+        model_name,
+        context.partition_key,
+        files,
+        dataset_version=dataset_version,
+        params=params,
+        metrics=metrics,
+        code_version=code_version,
+        run_id=context.run_id,
+        now=now,
+    )
+    reg.set_alias(model_name, "challenger", version.version, "set", context.run_id, "trained", now)
+    metadata: dict[str, object] = {
+        "model_version": version.version,
+        "sha256": version.sha256,
+        "dataset_version": version.dataset_version,
+    }
+    return version, metadata
+
+
 class PromotionConfig(dg.Config):
     """Which version to make champion. Empty: the current challenger. With ``rollback``: an
     earlier champion, restored without re-running its gates (it passed them when promoted)."""
@@ -185,7 +220,7 @@ def build_champion_asset(
                 event,
                 context.run_id,
                 config.reason or event,
-                _now(),
+                dt.datetime.now(dt.UTC),
             )
         return dg.MaterializeResult(
             metadata={
@@ -211,9 +246,3 @@ def _target(reg: ModelRegistry, model_name: str, config: PromotionConfig) -> Mod
     if challenger is None:
         raise dg.Failure(description=f"{model_name} has no challenger to promote yet")
     return challenger
-
-
-def _now():
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)

@@ -1,7 +1,6 @@
 """Recommender: monthly interaction sets → implicit ALS challenger → blocking checks → champion →
 daily top-K recommendations, with a popularity fallback for users the model has never seen."""
 
-import datetime as dt
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -10,18 +9,24 @@ import dagster as dg
 import pandas as pd
 
 from assets.common import (
-    DAILY_RANGE,
     OWNERS,
     Partitions,
+    daily_table,
     day_keys,
     frame_metadata,
     local_window,
     manifest_metadata,
     md_table,
     require_materialized,
+    trailing_days,
 )
 from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
-from assets.promotion import build_champion_asset, check_result, gate_specs
+from assets.promotion import (
+    build_champion_asset,
+    check_result,
+    gate_specs,
+    register_challenger,
+)
 from lifecycle import gates
 from lifecycle.datasets import build_manifest
 from lifecycle.interactions import (
@@ -156,34 +161,22 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         reg = registry.registry()
         with tempfile.TemporaryDirectory() as tmp:
             files = save_bundle(bundle, Path(tmp))
-            version = reg.register(
+            _, meta = register_challenger(
+                context,
+                reg,
                 MODEL,
-                context.partition_key,
                 files,
-                dataset_version=str(dataset["dataset_version"].iloc[0]),
+                str(dataset["dataset_version"].iloc[0]),
                 params={**asdict(best), "weighting": weighting.scheme, "alpha": weighting.alpha},
                 metrics={
                     **metrics.as_dict(),
                     **{f"popularity_{k}": v for k, v in baseline.as_dict().items()},
                 },
                 code_version=CODE_VERSION,
-                run_id=context.run_id,
-                now=dt.datetime.now(dt.UTC),
             )
-        reg.set_alias(
-            MODEL,
-            "challenger",
-            version.version,
-            "set",
-            context.run_id,
-            "trained",
-            dt.datetime.now(dt.UTC),
-        )
         return dg.MaterializeResult(
             metadata={
-                "model_version": version.version,
-                "sha256": version.sha256,
-                "dataset_version": version.dataset_version,
+                **meta,
                 **{f"{k}_at_k": float(v) for k, v in metrics.as_dict().items()},
                 **{f"popularity_{k}_at_k": float(v) for k, v in baseline.as_dict().items()},
                 "fallback_items": len(bundle.fallback_items),
@@ -235,17 +228,12 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         ins={
             "interactions": dg.AssetIn(
                 INTERACTIONS,
-                # Offsets count days: day D reads the interactions of D-(A-1) … D.
-                partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-(cfg.active_days - 1), end_offset=0
-                ),
+                partition_mapping=trailing_days(cfg.active_days),
                 metadata={"columns": ["user_id", "event_date"]},
             )
         },
         deps=[REC_CHAMPION],
-        partitions_def=partitions.daily,
-        backfill_policy=DAILY_RANGE,
-        metadata={"partition_expr": "as_of_date"},
+        **daily_table(partitions, "as_of_date"),
         group_name="recommender",
         kinds=KINDS,
         owners=OWNERS,

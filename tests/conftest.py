@@ -6,14 +6,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
+import pandas as pd
 import pytest
 import yaml
 
+from assets.keys import INGEST, LABELS
 from definitions import build_defs
+from lifecycle.registry import ModelRegistry
 from lifecycle.settings import DEMO_SETTINGS, Settings, parse_settings
 
 # A shop small enough for a test, long enough for two monthly challengers:
@@ -100,6 +105,52 @@ def run(
         run_config=run_config,
         raise_on_error=raise_on_error,
     )
+
+
+class World:
+    """One model family's lifecycle in a temp dir: small settings, real instance, real DuckDB."""
+
+    def __init__(self, root: Path, instance: dg.DagsterInstance, model: str) -> None:
+        self.settings: Settings = small_settings(root)
+        self.defs = build_defs(self.settings)
+        self.instance = instance
+        self.model = model
+        self.registry = ModelRegistry(
+            self.settings.warehouse.database, self.settings.warehouse.artifact_root
+        )
+
+    def run(self, keys: Sequence[dg.AssetKey], **kwargs: Any) -> dg.ExecuteInProcessResult:
+        return run(self.defs, self.instance, keys, **kwargs)
+
+    def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
+        with duckdb.connect(self.settings.warehouse.database) as con:
+            return con.execute(query, params or []).fetchdf()
+
+    def champion(self) -> str | None:
+        mv = self.registry.alias(self.model, "champion")
+        return mv.version if mv else None
+
+    def gates(self, result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+        challenger = dg.AssetKey(["models", f"{self.model}_challenger"])
+        return {
+            e.check_name: e.passed
+            for e in result.get_asset_check_evaluations()
+            if e.asset_key == challenger
+        }
+
+
+@contextmanager
+def world_in(
+    root: Path, model: str, ingest_until: str, labels_until: str | None, cls: type[World] = World
+) -> Iterator[World]:
+    """A world with raw data and features (and labels) already backfilled in ranged runs."""
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        world = cls(root, instance, model)
+        assert world.run(INGEST, partition_range=("2026-01-01", ingest_until)).success
+        if labels_until:
+            assert world.run([LABELS], partition_range=("2026-01-01", labels_until)).success
+        yield world
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:

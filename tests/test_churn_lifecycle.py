@@ -17,40 +17,17 @@ from assets.keys import (
     CHURN_DATASET,
     CHURN_SCORES,
     CHURN_SHADOW,
-    INGEST,
-    LABELS,
 )
 from definitions import build_defs
 from jobs import rollback_run_config
 from lifecycle.metrics import roc_auc
-from lifecycle.registry import ModelRegistry
-from lifecycle.settings import Settings
-from tests.conftest import failure_text, run, small_settings
+from tests.conftest import World, failure_text, run, world_in
 
 APRIL, MAY = "2026-04-01", "2026-05-01"
 GATES = ("auc_floor", "beats_champion", "input_drift", "score_sanity")
 
 
-class World:
-    def __init__(self, root: Path, instance: dg.DagsterInstance) -> None:
-        self.settings: Settings = small_settings(root)
-        self.defs = build_defs(self.settings)
-        self.instance = instance
-        self.registry = ModelRegistry(
-            self.settings.warehouse.database, self.settings.warehouse.artifact_root
-        )
-
-    def run(self, keys, **kwargs) -> dg.ExecuteInProcessResult:
-        return run(self.defs, self.instance, keys, **kwargs)
-
-    def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
-        with duckdb.connect(self.settings.warehouse.database) as con:
-            return con.execute(query, params or []).fetchdf()
-
-    def champion(self) -> str | None:
-        mv = self.registry.alias("churn", "champion")
-        return mv.version if mv else None
-
+class ChurnWorld(World):
     def automation(self, cursor=None):
         """One tick of the champion's automation condition, as the daemon would evaluate it."""
         return dg.evaluate_automation_conditions(
@@ -60,28 +37,17 @@ class World:
             cursor=cursor,
         )
 
-    def gate_results(self, result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-        return {
-            e.check_name: e.passed
-            for e in result.get_asset_check_evaluations()
-            if e.asset_key == CHURN_CHALLENGER
-        }
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChurnWorld]:
     root = tmp_path_factory.mktemp("churn")
-    (root / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
-        w = World(root, instance)
-        assert w.run(INGEST, partition_range=("2026-01-01", "2026-04-30")).success
-        assert w.run([LABELS], partition_range=("2026-01-01", "2026-04-16")).success
-        yield w
+    with world_in(root, "churn", "2026-04-30", "2026-04-16", ChurnWorld) as w:
+        yield w  # type: ignore[misc]
 
 
 def test_first_challenger_is_trained_gated_and_promoted(world: World) -> None:
     result = world.run([CHURN_DATASET, CHURN_CHALLENGER], partition=APRIL)
-    assert world.gate_results(result) == dict.fromkeys(GATES, True)
+    assert world.gates(result) == dict.fromkeys(GATES, True)
     version = world.registry.latest_for_partition("churn", APRIL)
     assert version is not None
     # Ground truth: churn in the synthetic shop is driven by disengagement that shows up in
@@ -132,7 +98,7 @@ def test_second_challenger_shadows_then_replaces_the_champion(world: World) -> N
     before = world.champion()
     tick = world.automation()
     result = world.run([CHURN_DATASET, CHURN_CHALLENGER], partition=MAY)
-    assert all(world.gate_results(result).values())
+    assert all(world.gates(result).values())
     # Declarative automation would now promote it on its own: its gates all passed.
     assert world.automation(tick.cursor).get_num_requested(CHURN_CHAMPION) == 1
     challenger = world.registry.latest_for_partition("churn", MAY)
@@ -172,7 +138,7 @@ def test_challenger_trained_on_shuffled_labels_is_blocked(world: World) -> None:
     tick = world.automation()
     result = world.run([CHURN_CHALLENGER], partition=MAY, raise_on_error=False)
     assert world.automation(tick.cursor).get_num_requested(CHURN_CHAMPION) == 0
-    gates = world.gate_results(result)
+    gates = world.gates(result)
     assert gates["auc_floor"] is False and gates["beats_champion"] is False
     bad = world.registry.latest_for_partition("churn", MAY)
     assert bad is not None and bad.metrics["roc_auc"] < 0.6

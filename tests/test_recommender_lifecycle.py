@@ -4,54 +4,23 @@ for unknown users, block a challenger trained on shuffled interactions, roll bac
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from assets.keys import INGEST, REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
-from definitions import build_defs
+from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
 from jobs import rollback_run_config
 from jobs.cli import main as cli
-from lifecycle.registry import ModelRegistry
-from tests.conftest import failure_text, run, small_settings
+from tests.conftest import World, failure_text, world_in
 
 MARCH, APRIL = "2026-03-01", "2026-04-01"
 DAY = "2026-04-15"
 
 
-class World:
-    def __init__(self, root: Path, instance: dg.DagsterInstance) -> None:
-        self.settings = small_settings(root)
-        self.defs = build_defs(self.settings)
-        self.instance = instance
-        self.registry = ModelRegistry(
-            self.settings.warehouse.database, self.settings.warehouse.artifact_root
-        )
-
-    def run(self, keys, **kwargs) -> dg.ExecuteInProcessResult:
-        return run(self.defs, self.instance, keys, **kwargs)
-
-    def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
-        with duckdb.connect(self.settings.warehouse.database) as con:
-            return con.execute(query, params or []).fetchdf()
-
-    def champion(self) -> str | None:
-        mv = self.registry.alias("recommender", "champion")
-        return mv.version if mv else None
-
-    def gates(self, result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-        return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("recommender")
-    (root / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
-        w = World(root, instance)
-        assert w.run(INGEST, partition_range=("2026-01-01", "2026-04-30")).success
+    with world_in(tmp_path_factory.mktemp("recommender"), "recommender", "2026-04-30", None) as w:
         yield w
 
 
