@@ -135,10 +135,12 @@ def register_challenger(
         params=params,
         metrics=metrics,
         code_version=code_version,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         now=now,
     )
-    reg.set_alias(model_name, "challenger", version.version, "set", context.run_id, "trained", now)
+    reg.set_alias(
+        model_name, "challenger", version.version, "set", context.run.run_id, "trained", now
+    )
     metadata: dict[str, object] = {
         "model_version": version.version,
         "sha256": version.sha256,
@@ -218,7 +220,7 @@ def build_champion_asset(
                 "champion",
                 target.version,
                 event,
-                context.run_id,
+                context.run.run_id,
                 config.reason or event,
                 dt.datetime.now(dt.UTC),
             )
@@ -227,7 +229,7 @@ def build_champion_asset(
                 "event": event if not decision.is_noop else "unchanged",
                 "from_version": decision.from_version or "none",
                 "to_version": target.version,
-                "run_id": context.run_id,
+                "run_id": context.run.run_id,
                 "reasons": "; ".join(decision.reasons) or "all blocking checks passed",
                 **_version_metadata("champion", target),
                 **_version_metadata("previous", current),

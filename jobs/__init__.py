@@ -1,6 +1,12 @@
 """Jobs and schedules. Each scheduled run names its partition (yesterday, this month), never
 "latest"; the time zone and times come from the settings file."""
 
+import os
+
+# implicit runs its own thread pool; a threaded OpenBLAS under it oversubscribes the CPU. This
+# must be set before numpy loads, and this package is what the `lifecycle` command imports first.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import datetime as dt
 from dataclasses import dataclass
 
@@ -34,19 +40,17 @@ def rollback_run_config(model: str, version: str, reason: str = "rollback") -> d
     return {"ops": {champion_op_name(model): {"config": config}}}
 
 
-def build_jobs(partitions: Partitions) -> Jobs:
+def build_jobs() -> Jobs:
     return Jobs(
         daily=dg.define_asset_job(
             "daily_refresh",
             selection=dg.AssetSelection.assets(*DAILY, LABELS),
-            partitions_def=partitions.daily,
             description="Ingest a day, compute its features, score it, recommend for it; "
             "labels run for the day whose horizon has just matured.",
         ),
         monthly_training=dg.define_asset_job(
             "monthly_training",
             selection=dg.AssetSelection.assets(*MONTHLY),
-            partitions_def=partitions.monthly,
             description="Candidate datasets and challengers (with their blocking checks) "
             "for both model families.",
         ),

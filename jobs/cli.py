@@ -17,6 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster_shared.error import SerializableErrorInfo
 
 from assets.keys import INGEST, LABELS, PREDICTIONS
 from jobs import rollback_run_config
@@ -56,25 +57,32 @@ def _run(
             "dagster/asset_partition_range_end": days[1],
         }
     started = time.perf_counter()
+    # The UI keeps every event and traceback; the terminal gets one line per run and, for a
+    # failure, the root cause.
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         partition_key=partition,
         tags=tags,
         asset_selection=list(keys) if keys else None,
-        run_config=run_config,
+        run_config={**(run_config or {}), **quiet},
         raise_on_error=False,
     )
     status = "ok" if result.success else "FAILED"
-    print(
-        f"  {what:<58} {status:>6}  {time.perf_counter() - started:6.1f} s  run {result.run_id[:8]}"
-    )
+    elapsed = time.perf_counter() - started
+    print(f"  {what:<66} {status:>6}  {elapsed:6.1f} s  run {result.run_id[:8]}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data.error:
-                print(
-                    f"    {event.step_key}: {event.step_failure_data.error.message.strip()[:400]}"
-                )
+                print(f"    {event.step_key}: {_root_cause(event.step_failure_data.error)}")
     return result.success
+
+
+def _root_cause(error: SerializableErrorInfo) -> str:
+    """The innermost error's message: the reason, not Dagster's wrapper around it."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()[:400]
 
 
 def demo(settings: Settings, months: int) -> int:

@@ -38,8 +38,18 @@ class PartitionSettings(_Strict):
 
 
 class WarehouseSettings(_Strict):
+    """Relative paths are taken from the project root, so every command (dagster dev, the CLI,
+    from any directory) finds the same warehouse."""
+
     database: str = "data/warehouse.duckdb"
     artifact_root: str = "data/artifacts"
+
+    @field_validator("database", "artifact_root")
+    @classmethod
+    def _from_project_root(cls, v: str) -> str:
+        if v == ":memory:" or "://" in v or Path(v).is_absolute():
+            return v
+        return str(PROJECT_ROOT / v)
 
 
 class SyntheticSettings(_Strict):
