@@ -18,7 +18,6 @@ from lifecycle.validation import (
 )
 from resources.sources import EventSource
 
-QUARANTINE_TYPE = pandera_schema_to_dagster_type(QuarantineSchema)
 PARTITIONED_BY_DAY = {"partition_expr": "event_date"}
 
 
@@ -60,7 +59,7 @@ def build_raw_asset(
             ),
             "quarantine": dg.AssetOut(
                 key=quarantine_key,
-                dagster_type=QUARANTINE_TYPE,
+                dagster_type=pandera_schema_to_dagster_type(QuarantineSchema),
                 description=f"Rejected {table} rows, verbatim, with the reason.",
                 metadata=PARTITIONED_BY_DAY,
                 kinds={"duckdb", "pandas"},
