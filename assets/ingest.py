@@ -1,5 +1,7 @@
 """raw/*: one daily partition = the events whose local timestamp falls in that day."""
 
+import functools
+
 import dagster as dg
 from dagster_pandera import pandera_schema_to_dagster_type
 
@@ -19,6 +21,12 @@ from lifecycle.validation import (
 from resources.sources import EventSource
 
 PARTITIONED_BY_DAY = {"partition_expr": "event_date"}
+
+
+@functools.cache
+def quarantine_type() -> dg.DagsterType:
+    """One Dagster type shared by both quarantine tables (type names must be unique)."""
+    return pandera_schema_to_dagster_type(QuarantineSchema)
 
 
 def quarantine_check_name(table: str) -> str:
@@ -59,7 +67,7 @@ def build_raw_asset(
             ),
             "quarantine": dg.AssetOut(
                 key=quarantine_key,
-                dagster_type=pandera_schema_to_dagster_type(QuarantineSchema),
+                dagster_type=quarantine_type(),
                 description=f"Rejected {table} rows, verbatim, with the reason.",
                 metadata=PARTITIONED_BY_DAY,
                 kinds={"duckdb", "pandas"},

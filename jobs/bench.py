@@ -79,7 +79,7 @@ REC_MONTH = pd.Timestamp("2026-06-01")
 MIN_TIMED_S = 1.0
 # One demo backfill (two Dagster runs) takes minutes; further repetitions stop once the
 # Dagster runs have used this much time, so the whole command stays within a few minutes.
-BACKFILL_BUDGET_S = 360.0
+BACKFILL_BUDGET_S = 300.0
 # Scale× catalogue: items grow with customers up to this factor (memory stays well < 6 GB).
 MAX_ITEM_SCALE = 5
 SEED = 0
