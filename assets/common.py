@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -47,7 +48,7 @@ def build_partitions(settings: Settings) -> Partitions:
     )
 
 
-def daily_table(partitions: Partitions, date_column: str) -> dict[str, object]:
+def daily_table(partitions: Partitions, date_column: str) -> dict[str, Any]:
     """Decorator arguments of a daily warehouse table computed a whole range at a time."""
     return {
         "partitions_def": partitions.daily,
@@ -105,9 +106,9 @@ def md_table(frame: pd.DataFrame, max_rows: int = 5) -> str:
     return "\n".join(lines)
 
 
-def frame_metadata(frame: pd.DataFrame, date_column: str | None = None) -> dict[str, object]:
+def frame_metadata(frame: pd.DataFrame, date_column: str | None = None) -> dict[str, Any]:
     """Row count, a preview and, for range runs, the spread of rows per day."""
-    meta: dict[str, object] = {
+    meta: dict[str, Any] = {
         "rows": dg.MetadataValue.int(len(frame)),
         "preview": dg.MetadataValue.md(md_table(frame)),
     }
@@ -121,7 +122,7 @@ def frame_metadata(frame: pd.DataFrame, date_column: str | None = None) -> dict[
     return meta
 
 
-def manifest_metadata(manifest: DatasetManifest) -> dict[str, object]:
+def manifest_metadata(manifest: DatasetManifest) -> dict[str, Any]:
     return {
         "dataset_version": manifest.version,
         "content_sha256": manifest.content_sha256,

@@ -8,6 +8,7 @@ the UI is gated too), and refuses unless every blocking check ran on that versio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -123,7 +124,7 @@ def register_challenger(
     params: Mapping[str, object],
     metrics: Mapping[str, float],
     code_version: str,
-) -> tuple[ModelVersion, dict[str, object]]:
+) -> tuple[ModelVersion, dict[str, Any]]:
     """Record an immutable version for this month and point `challenger` at it; returns the
     version and the metadata every challenger materialisation starts with."""
     now = dt.datetime.now(dt.UTC)
@@ -141,7 +142,7 @@ def register_challenger(
     reg.set_alias(
         model_name, "challenger", version.version, "set", context.run.run_id, "trained", now
     )
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "model_version": version.version,
         "sha256": version.sha256,
         "dataset_version": version.dataset_version,
@@ -158,7 +159,7 @@ class PromotionConfig(dg.Config):
     reason: str = Field("", description="Why, for the audit trail")
 
 
-def _version_metadata(prefix: str, mv: ModelVersion | None) -> dict[str, object]:
+def _version_metadata(prefix: str, mv: ModelVersion | None) -> dict[str, Any]:
     if mv is None:
         return {f"{prefix}_version": "none"}
     return {

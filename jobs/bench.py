@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import contextlib
+import functools
 import json
 import math
 import platform
@@ -651,8 +652,8 @@ def _bench_churn(settings: Settings, direct: _Direct, repeats: int) -> list[Benc
     for label, frame in (("1 day", one_day), ("full feature table", direct.features)):
         score = _interleaved(
             {
-                "baseline": lambda f=frame: booster.inplace_predict(f.loc[:, features]),
-                "wrapped": lambda f=frame: predict_scores(booster, f, features),
+                "baseline": functools.partial(_inplace, booster, frame.loc[:, features]),
+                "wrapped": functools.partial(predict_scores, booster, frame, features),
             },
             repeats,
         )
@@ -714,6 +715,10 @@ def _quiet_threads() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*OpenBLAS.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         yield
+
+
+def _inplace(booster: xgb.Booster, frame: pd.DataFrame) -> object:
+    return booster.inplace_predict(frame)
 
 
 def run_benchmarks(
