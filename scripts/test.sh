@@ -11,4 +11,5 @@ fi
 export OPENBLAS_NUM_THREADS=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy lifecycle assets resources jobs sensors definitions.py
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
