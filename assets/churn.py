@@ -48,6 +48,7 @@ from lifecycle.datasets import (
     failing_days,
     months_back,
     quarantined_ids,
+    selection_split,
 )
 from lifecycle.features import feature_columns
 from lifecycle.metrics import binary_metrics
@@ -190,7 +191,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         code_version=CODE_VERSION,
         description=(
             "Month M's XGBoost challenger: a small seeded search with early stopping on the "
-            "out-of-time slice, registered as an immutable version (UBJ + sha256) and aliased "
+            "last days of the training window, judged on the untouched out-of-time slice; registered as an immutable version (UBJ + sha256) and aliased "
             "`challenger`. Metrics and plots are on the held-out slice."
         ),
     )
@@ -198,7 +199,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         context: dg.AssetExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
     ) -> dg.MaterializeResult:
         train, valid = verified_splits(dataset)
-        trained = train_churn_model(train, valid, features, "churned", space)
+        fit, select = selection_split(train, cfg.validation_days)
+        trained = train_churn_model(fit, select, features, "churned", space)
         y = valid["churned"].to_numpy()
         scores = predict_scores(trained.booster, valid, features)
         metrics = binary_metrics(y, scores)
@@ -220,7 +222,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         return dg.MaterializeResult(
             metadata={
                 **meta,
-                "train_rows": len(train),
+                "train_rows": len(fit),
+                "selection_rows": len(select),
                 "holdout_rows": len(valid),
                 "best_iteration": trained.best_iteration,
                 **{k: float(v) for k, v in metrics.as_dict().items()},
@@ -274,8 +277,9 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             ins={"features_": dg.AssetIn(FEATURES)},
             deps=[CHAMPION] if alias == "champion" else [CHALLENGER],
             **daily_table(partitions, "as_of_date"),
-            # Shadow scores exist only while a challenger awaits promotion.
-            output_required=alias == "champion",
+            # Scores exist once a model is promoted; shadow scores only while a challenger
+            # awaits promotion.
+            output_required=False,
             check_specs=[
                 dg.AssetCheckSpec(
                     check_name,
@@ -300,7 +304,10 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             reg = registry.registry()
             mv = reg.alias(MODEL, alias)
             if mv is None:
-                raise dg.Failure(description=f"no churn {alias} yet: promote one before scoring")
+                # A fresh deployment ingests daily before any model is promoted: no scores yet,
+                # and no failed run (and alert) every morning until then.
+                context.log.warning(f"no churn {alias} yet: nothing to score")
+                return
             if alias == "challenger" and mv == reg.alias(MODEL, "champion"):
                 context.log.info(f"{mv.version} is already champion: no shadow scores to write")
                 return
@@ -314,7 +321,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             drift = gates.score_drift(
                 reference, table["score"].to_numpy(), cfg.checks.max_score_psi
             )
-            complete = len(table) == len(features_) and not table["customer_id"].duplicated().any()
+            complete = gates.scores_complete(table, features_)
             published = publisher.publish(key.path[-1], table, "as_of_date", start, end)
             yield dg.Output(
                 table,
@@ -332,14 +339,15 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             yield dg.AssetCheckResult(
                 check_name=check_name,
                 asset_key=key,
-                passed=drift.passed and complete,
+                passed=drift.passed and complete.passed,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "model_version": mv.version,
                     "score_psi": drift.observed,
                     "bound": drift.threshold,
                     "scored_rows": len(table),
-                    "active_customers": len(features_),
+                    "active_customers": int(complete.threshold),
+                    "completeness": complete.detail,
                     "window": f"{start.date()}…{(end - pd.Timedelta(days=1)).date()}",
                 },
             )

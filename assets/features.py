@@ -14,7 +14,7 @@ from assets.common import (
     require_materialized,
     trailing_days,
 )
-from assets.keys import ACTIVITY, FEATURES, LABELS
+from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
 from lifecycle.features import (
     LABELS_SCHEMA,
     churn_labels,
@@ -35,7 +35,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
     @dg.asset(
         key=ACTIVITY,
-        ins={"transactions": dg.AssetIn(dg.AssetKey(["raw", "transactions"]))},
+        ins={"transactions": dg.AssetIn(RAW_TRANSACTIONS)},
         **daily_table(partitions, "activity_date"),
         group_name="churn",
         kinds=KINDS,
@@ -43,6 +43,8 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         description="Per customer per day with a purchase: purchase count, spend, largest basket.",
     )
     def customer_activity(context: dg.AssetExecutionContext, transactions: pd.DataFrame):
+        start, end = local_window(context)
+        require_materialized(context, RAW_TRANSACTIONS, day_keys(start, end), "daily activity")
         activity = daily_activity(transactions)
         return dg.Output(activity, metadata=frame_metadata(activity, "activity_date"))
 

@@ -8,6 +8,7 @@ RAW = [
     for table in RAW_TABLES
     for suffix in ("", "_quarantine", "_daily_quality")
 ]
+RAW_TRANSACTIONS = dg.AssetKey(["raw", "transactions"])
 ACTIVITY = dg.AssetKey(["features", "customer_activity"])
 FEATURES = dg.AssetKey(["features", "customer_features"])
 LABELS = dg.AssetKey(["labels", "churn_labels"])

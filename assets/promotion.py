@@ -7,6 +7,7 @@ the UI is gated too), and refuses unless every blocking check ran on that versio
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ def recorded_gates(
 ) -> list[GateResult]:
     """The latest recorded outcome of each check on one partition, judged for ``version``.
 
-    The only internal Dagster import of the project lives here, so an upgrade touches one place.
+    Internal Dagster imports are kept to this function (and the IO manager's base classes), so
+    an upgrade touches few places.
     """
     from dagster._core.event_api import PartitionKeyFilter
     from dagster._core.storage.asset_check_execution_record import (
@@ -207,6 +209,17 @@ def build_champion_asset(
                 context.instance, challenger_key, check_names, target.partition_key, target.version
             )
             decision = decide_promotion(target, gates, check_names, current)
+            if current is not None and target.partition_key < current.partition_key:
+                # Going back to an older month is a rollback, with its own rules and record.
+                decision = replace(
+                    decision,
+                    allowed=False,
+                    reasons=(
+                        *decision.reasons,
+                        f"{target.version} was trained for {target.partition_key}, before the "
+                        f"champion's month {current.partition_key}: use the rollback job",
+                    ),
+                )
         if not decision.allowed:
             raise dg.Failure(
                 description=f"{model_name}: refused to make {target.version} champion: "

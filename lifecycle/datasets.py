@@ -172,3 +172,17 @@ def build_manifest(
         source_partitions=sources,
         features=tuple(feature_names),
     )
+
+
+def selection_split(train: pd.DataFrame, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the training rows in time: the last days pick boosting rounds and the search trial.
+
+    The out-of-time validation slice the gates judge on is then never used for fitting or for
+    selection, so the challenger is not tuned on the rows it is compared with the champion on.
+    At most a quarter of the training days are used for selection.
+    """
+    day = pd.to_datetime(train["as_of_date"])
+    n_days = day.dt.normalize().nunique()
+    span = max(1, min(days, n_days // 4))
+    cut = day.max().normalize() - pd.Timedelta(days=span - 1)
+    return train[day < cut], train[day >= cut]

@@ -162,3 +162,23 @@ def score_drift(reference: np.ndarray, current: np.ndarray, max_psi: float) -> C
         threshold=max_psi,
         detail=f"PSI of scores vs the champion's training scores: {value:.3f} (bound {max_psi})",
     )
+
+
+def scores_complete(scores: pd.DataFrame, population: pd.DataFrame) -> CheckOutcome:
+    """Exactly one finite score per active (day, customer): nobody missed, nobody twice."""
+    keys = ["as_of_date", "customer_id"]
+    expected = population[keys].drop_duplicates()
+    scored = scores.loc[np.isfinite(scores["score"].to_numpy()), keys]
+    duplicates = int(scored.duplicated().sum())
+    missing = len(
+        expected.merge(scored.drop_duplicates(), on=keys, how="left", indicator=True).query(
+            "_merge == 'left_only'"
+        )
+    )
+    return CheckOutcome(
+        "scores_complete",
+        passed=duplicates == 0 and missing == 0,
+        observed=float(len(scored)),
+        threshold=float(len(expected)),
+        detail=f"{len(scored)} scores for {len(expected)} active customer-days: {missing} missing, {duplicates} duplicated",
+    )

@@ -8,6 +8,8 @@ champion is re-evaluated, not quoted.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -71,11 +73,56 @@ def from_table(table: pd.DataFrame) -> InteractionData:
     return InteractionData(train=matrix, user_ids=user_ids, item_ids=item_ids, holdout=holdout)
 
 
-def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
-    """Metrics of a served bundle on ``data``'s holdout users, via ``recommend_users``.
+def seen_matrix(data: InteractionData) -> sp.csr_matrix:
+    """Everything each user had in the training window: train entries plus the held-out items.
 
-    Users the bundle does not know get its fallback, exactly as in production.
+    The served bundle filters with this, so a known user is never shown an item they already
+    had, including the most recent ones that were held out for evaluation.
     """
+    holdout = data.holdout
+    marks = sp.csr_matrix(
+        (
+            np.ones(len(holdout), dtype=np.float32),
+            (
+                np.searchsorted(data.user_ids, holdout["user_id"].to_numpy(dtype=np.int64)),
+                np.searchsorted(data.item_ids, holdout["item_id"].to_numpy(dtype=np.int64)),
+            ),
+        ),
+        shape=data.train.shape,
+    )
+    seen = (data.train + marks).tocsr()
+    seen.sort_indices()
+    return seen
+
+
+def serving_bundle(bundle: RecommenderBundle, data: InteractionData) -> RecommenderBundle:
+    return replace(bundle, user_items=seen_matrix(data))
+
+
+def seen_in(bundle: RecommenderBundle, data: InteractionData) -> sp.csr_matrix:
+    """``data``'s training pairs in the bundle's own user/item index (pairs it cannot
+    represent are dropped), so any bundle filters exactly what the holdout's users had."""
+    coo = data.train.tocoo()
+    users, items = data.user_ids[coo.row], data.item_ids[coo.col]
+    n_users, n_items = len(bundle.user_ids), len(bundle.item_ids)
+    rows = np.minimum(np.searchsorted(bundle.user_ids, users), max(n_users - 1, 0))
+    cols = np.minimum(np.searchsorted(bundle.item_ids, items), max(n_items - 1, 0))
+    known = (bundle.user_ids[rows] == users) & (bundle.item_ids[cols] == items)
+    seen = sp.csr_matrix(
+        (coo.data[known], (rows[known], cols[known])), shape=(n_users, n_items), dtype=np.float32
+    )
+    seen.sort_indices()
+    return seen
+
+
+def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
+    """Metrics of a bundle on ``data``'s holdout users, via ``recommend_users``.
+
+    Challenger and champion are judged alike: the same users, the same held-out items, and the
+    same seen-item filter (``data``'s training pairs), whatever the bundle serves with. Users a
+    bundle does not know get its fallback, exactly as in production.
+    """
+    bundle = replace(bundle, user_items=seen_in(bundle, data))
     holdout = data.holdout.sort_values(["user_id", "item_id"], ignore_index=True)
     users, starts = np.unique(holdout["user_id"].to_numpy(dtype=np.int64), return_index=True)
     recs = recommend_users(bundle, users, k)

@@ -78,7 +78,10 @@ def test_first_challenger_is_trained_gated_and_promoted(world: World) -> None:
 
 def test_scores_cover_every_active_customer_and_rerun_is_identical(world: World) -> None:
     days = ("2026-04-10", "2026-04-12")
-    assert world.run([CHURN_SCORES], partition_range=days).success
+    result = world.run([CHURN_SCORES], partition_range=days)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata["completeness"]
     first = world.sql("select * from predictions.churn_scores order by as_of_date, customer_id")
     active = world.sql(
         "select count(*) n from features.customer_features where as_of_date between ? and ?",
@@ -250,3 +253,20 @@ def test_scores_are_published_to_postgres_idempotently(world: World, monkeypatch
         with engine.begin() as con:
             con.execute(sa.text(f"drop schema if exists {schema} cascade"))
         engine.dispose()
+
+
+def test_a_challenger_from_an_older_month_cannot_be_promoted(world: World) -> None:
+    """Re-training an old month must not move the champion backwards; that is a rollback."""
+    may = next(
+        v.version
+        for v in world.registry.versions("churn")
+        if v.partition_key == MAY and world.registry.ever_alias("churn", "champion", v.version)
+    )
+    job = world.defs.resolve_job_def("churn_rollback")
+    assert job.execute_in_process(
+        instance=world.instance, run_config=rollback_run_config("churn", may)
+    ).success
+    world.run([CHURN_CHALLENGER], partition=APRIL, raise_on_error=False)
+    refused = world.run([CHURN_CHAMPION], raise_on_error=False)
+    assert not refused.success and "use the rollback job" in failure_text(refused)
+    assert world.champion() == may

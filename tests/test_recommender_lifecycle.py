@@ -46,11 +46,14 @@ def test_daily_recommendations_fallback_and_seen_items(world: World) -> None:
     assert (per_user.size() <= k).all() and (per_user["rank"].min() == 1).all()
 
     champion = world.registry.alias("recommender", "champion")
+    # Everything each user had in the champion's training window, held-out items included
+    # (those are the most recent ones, the very items the model learned to rank first).
     train = world.sql(
-        "select user_id, item_id from datasets.interactions_training_set "
-        "where dataset_month = ? and split = 'train'",
+        "select user_id, item_id, split from datasets.interactions_training_set "
+        "where dataset_month = ?",
         [pd.Timestamp(champion.partition_key)],
     )
+    assert set(train["split"]) == {"train", "holdout"}
     known = recs[~recs["is_fallback"]]
     leaked = known.merge(train, on=["user_id", "item_id"])
     assert leaked.empty, "known users must never get items they already had"
