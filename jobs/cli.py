@@ -68,14 +68,29 @@ def _run(
         run_config={**(run_config or {}), **quiet},
         raise_on_error=False,
     )
-    status = "ok" if result.success else "FAILED"
+    causes = [
+        (event.step_key, _root_cause(event.step_failure_data.error))
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data.error
+    ]
+    status = _status(result.success, [cause for _, cause in causes])
     elapsed = time.perf_counter() - started
-    print(f"  {what:<66} {status:>6}  {elapsed:6.1f} s  run {result.run_id[:8]}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data.error:
-                print(f"    {event.step_key}: {_root_cause(event.step_failure_data.error)}")
-    return result.success
+    print(f"  {what:<66} {status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
+    for step, cause in causes:
+        print(f"    {step}: {cause}")
+    return status != "FAILED"
+
+
+def _status(success: bool, causes: Sequence[str]) -> str:
+    """A gate doing its job is an outcome, not an error: `blocked` when a blocking check failed,
+    `refused` when a promotion was refused because of one; anything else is a failure."""
+    if success:
+        return "ok"
+    if causes and all("refused to make" in c for c in causes):
+        return "refused"
+    if causes and all("blocking asset check" in c for c in causes):
+        return "blocked"
+    return "FAILED"
 
 
 def _root_cause(error: SerializableErrorInfo) -> str:
@@ -136,6 +151,7 @@ def demo(settings: Settings, months: int) -> int:
         ok = _run(defs, instance, job, what, **kwargs) and ok
         if not ok and job == "daily_refresh":
             break
+    print("  (blocked / refused: a blocking check failed and the champion stayed as it was)")
     print()
     versions(settings)
     print(f"\nChurn scores:    {settings.warehouse.database} → table predictions.churn_scores")

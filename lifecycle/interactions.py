@@ -115,6 +115,24 @@ def seen_in(bundle: RecommenderBundle, data: InteractionData) -> sp.csr_matrix:
     return seen
 
 
+def holdout_unseen_by(bundle: RecommenderBundle, data: InteractionData) -> InteractionData:
+    """``data`` with only the held-out pairs ``bundle`` never trained on.
+
+    An older champion's training window overlaps the challenger's holdout, so on the full
+    holdout it would be graded on answers it memorised; on this subset both models are blind.
+    """
+    holdout = data.holdout
+    users = holdout["user_id"].to_numpy(dtype=np.int64)
+    items = holdout["item_id"].to_numpy(dtype=np.int64)
+    n_users, n_items = len(bundle.user_ids), len(bundle.item_ids)
+    rows = np.minimum(np.searchsorted(bundle.user_ids, users), max(n_users - 1, 0))
+    cols = np.minimum(np.searchsorted(bundle.item_ids, items), max(n_items - 1, 0))
+    known = (bundle.user_ids[rows] == users) & (bundle.item_ids[cols] == items)
+    trained = np.zeros(len(holdout), dtype=bool)
+    trained[known] = np.asarray(bundle.user_items[rows[known], cols[known]]).ravel() != 0
+    return replace(data, holdout=holdout.loc[~trained].reset_index(drop=True))
+
+
 def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
     """Metrics of a bundle on ``data``'s holdout users, via ``recommend_users``.
 

@@ -37,8 +37,8 @@ SMALL = {
     "recommender": {
         "lookback_months": 2,
         "weighting": {"scheme": "alpha", "alpha": 2.0},
-        # ~1,000 holdout users: precision@10 moves by ~0.01 between equally good models.
-        "checks": {"tolerance": 0.02},
+        # Head-to-head precision is on held-out pairs neither model trained on (~0.05 here).
+        "checks": {"tolerance": 0.005},
         "grid": [{"factors": 8, "regularization": 1.0, "iterations": 15}],
     },
 }
