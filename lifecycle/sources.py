@@ -14,7 +14,12 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from lifecycle.publish import redact
 from lifecycle.validation import SOURCE_TIMESTAMP, TableSpec, require_columns
+
+
+class SourceQueryError(RuntimeError):
+    """The source database refused or failed the query; the message carries no credentials."""
 
 
 class UnreadableFileError(ValueError):
@@ -107,7 +112,7 @@ def read_event_sql(
     timezone: str,
 ) -> pd.DataFrame:
     """Run ``query`` with the window bound as ``:start`` and ``:end`` (naive local timestamps)."""
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, hide_parameters=True)
     try:
         with engine.connect() as conn:
             frame = pd.read_sql_query(
@@ -115,6 +120,9 @@ def read_event_sql(
                 conn,
                 params={"start": start.to_pydatetime(), "end": end.to_pydatetime()},
             )
+    except sa.exc.SQLAlchemyError as exc:
+        # Driver errors can echo the URL (and its password) back; alerts forward messages.
+        raise SourceQueryError(f"source query failed: {redact(str(exc), url)}") from None
     finally:
         engine.dispose()
     require_columns(frame, spec.columns, "sql query")
