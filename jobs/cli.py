@@ -76,6 +76,10 @@ def _run(
     status = _status(result.success, [cause for _, cause in causes])
     elapsed = time.perf_counter() - started
     print(f"  {what:<66} {status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
+    if status in {"blocked", "refused"}:
+        print(
+            "    (a blocking check failed: the champion stays as it was; see the checks in the UI)"
+        )
     for step, cause in causes:
         print(f"    {step}: {cause}")
     return status != "FAILED"
@@ -151,7 +155,6 @@ def demo(settings: Settings, months: int) -> int:
         ok = _run(defs, instance, job, what, **kwargs) and ok
         if not ok and job == "daily_refresh":
             break
-    print("  (blocked / refused: a blocking check failed and the champion stayed as it was)")
     print()
     versions(settings)
     print(f"\nChurn scores:    {settings.warehouse.database} → table predictions.churn_scores")
