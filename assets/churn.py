@@ -28,6 +28,7 @@ from assets.keys import (
 )
 from assets.promotion import (
     build_champion_asset,
+    challenger_under_review,
     check_result,
     gate_specs,
     register_challenger,
@@ -247,9 +248,9 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         warehouse: Warehouse,
     ):
         reg = registry.registry()
-        challenger = reg.latest_for_partition(MODEL, context.partition_key)
-        if challenger is None:
-            raise dg.Failure(description=f"no churn version registered for {context.partition_key}")
+        challenger = challenger_under_review(
+            context, reg, MODEL, str(dataset["dataset_version"].iloc[0])
+        )
         champion = reg.alias(MODEL, "champion")
         train, valid = verified_splits(dataset)
         y = valid["churned"].to_numpy()

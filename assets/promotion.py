@@ -152,6 +152,26 @@ def register_challenger(
     return version, metadata
 
 
+def challenger_under_review(
+    context: dg.AssetCheckExecutionContext,
+    reg: ModelRegistry,
+    model_name: str,
+    dataset_version: str,
+) -> ModelVersion:
+    """The month's newest version, which the gates judge, trained on the data they read."""
+    version = reg.latest_for_partition(model_name, context.partition_key)
+    if version is None:
+        raise dg.Failure(
+            description=f"no {model_name} version registered for {context.partition_key}"
+        )
+    if version.dataset_version != dataset_version:
+        raise dg.Failure(
+            description=f"{version.version} was trained on {version.dataset_version}, but the "
+            f"month's training set is now {dataset_version}: re-train the challenger first"
+        )
+    return version
+
+
 class PromotionConfig(dg.Config):
     """Which version to make champion. Empty: the current challenger. With ``rollback``: an
     earlier champion, restored without re-running its gates (it passed them when promoted)."""

@@ -23,6 +23,7 @@ from assets.common import (
 from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
 from assets.promotion import (
     build_champion_asset,
+    challenger_under_review,
     check_result,
     gate_specs,
     register_challenger,
@@ -197,9 +198,9 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         context: dg.AssetCheckExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
     ):
         reg = registry.registry()
-        challenger = reg.latest_for_partition(MODEL, context.partition_key)
-        if challenger is None:
-            raise dg.Failure(description=f"no recommender registered for {context.partition_key}")
+        challenger = challenger_under_review(
+            context, reg, MODEL, str(dataset["dataset_version"].iloc[0])
+        )
         champion = reg.alias(MODEL, "champion")
         data = from_table(dataset)
         bundle = load_model(reg, challenger)
