@@ -191,9 +191,10 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         owners=OWNERS,
         code_version=CODE_VERSION,
         description=(
-            "Month M's XGBoost challenger: a small seeded search with early stopping on the "
-            "last days of the training window, judged on the untouched out-of-time slice; registered as an immutable version (UBJ + sha256) and aliased "
-            "`challenger`. Metrics and plots are on the held-out slice."
+            "Month M's XGBoost challenger: a small seeded search, early stopping and trial "
+            "choice on the last days of the training window; metrics, plots and gates on the "
+            "untouched out-of-time slice. Registered as an immutable version (UBJ + sha256) "
+            "and aliased `challenger`."
         ),
     )
     def churn_challenger(
