@@ -10,6 +10,7 @@ from assets.churn import build_churn_assets
 from assets.common import build_partitions
 from assets.features import build_feature_assets
 from assets.ingest import build_ingest_assets
+from assets.keys import Selection
 from assets.recommender import build_recommender_assets
 from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
@@ -27,15 +28,22 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    """Definitions for one settings file; tests build their own from temporary settings."""
+    """Definitions for one settings file; tests build their own from temporary settings.
+
+    The graph holds what the source provides: a transactions-only source gets the churn family,
+    an interactions-only one the recommender, and no job, schedule or sensor names the other.
+    """
     partitions = build_partitions(settings)
-    assets: list = [
-        *build_ingest_assets(partitions, settings),
-        *build_feature_assets(partitions, settings),
-        *build_churn_assets(partitions, settings),
-        *build_recommender_assets(partitions, settings),
-    ]
-    jobs = build_jobs()
+    keys = Selection(settings.source.tables)
+    assets: list = [*build_ingest_assets(partitions, settings)]  # the configured tables only
+    if "churn" in keys.families:
+        assets += [
+            *build_feature_assets(partitions, settings),
+            *build_churn_assets(partitions, settings),
+        ]
+    if "recommender" in keys.families:
+        assets += build_recommender_assets(partitions, settings)
+    jobs = build_jobs(keys)
     return dg.Definitions(
         assets=assets,
         jobs=jobs.all(),

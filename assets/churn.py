@@ -1,6 +1,7 @@
 """Churn: monthly training sets → XGBoost challenger → blocking checks → champion → daily scores."""
 
 import tempfile
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -39,6 +40,7 @@ from lifecycle.churn_model import (
     feature_importance,
     load_booster,
     predict_scores,
+    refit,
     save_booster,
     train_churn_model,
 )
@@ -47,11 +49,13 @@ from lifecycle.datasets import (
     build_manifest,
     churn_window,
     failing_days,
+    first_trainable_month,
     months_back,
     quarantined_ids,
     selection_split,
+    snapshot_days,
 )
-from lifecycle.features import feature_columns
+from lifecycle.features import feature_columns, lifetime_columns
 from lifecycle.metrics import binary_metrics
 from lifecycle.plots import calibration_plot, histogram_plot, importance_plot, roc_plot
 from lifecycle.registry import ModelRegistry, ModelVersion
@@ -69,18 +73,25 @@ GATES = {
     "auc_floor": "Held-out ROC-AUC is at least the configured floor.",
     "beats_champion": "Paired-bootstrap CI of AUC(challenger) − AUC(champion) on the same "
     "holdout rows stays above −tolerance (the first model passes and says so).",
-    "input_drift": "PSI of every feature between the champion's and the challenger's "
-    "training data stays under the bound.",
+    "input_drift": "PSI of every windowed feature between the champion's and the "
+    "challenger's training data stays under the bound (lifetime features drift with the age "
+    "of the history and are shown, not gated).",
     "score_sanity": "Holdout scores are finite probabilities and not constant.",
 }
 ARTIFACT = "model.ubj"
+JUDGED = "judged.ubj"
 CODE_VERSION = "churn-xgb-1"
 KINDS = {"xgboost", "duckdb"}
 
 
-def load_model(reg: ModelRegistry, mv: ModelVersion) -> xgb.Booster:
-    """Verify the artifact's sha256 before XGBoost reads a byte of it."""
-    return load_booster(reg.verified_path(mv, ARTIFACT))
+def load_model(reg: ModelRegistry, mv: ModelVersion, fit: str = "served") -> xgb.Booster:
+    """Verify the artifact's sha256 before XGBoost reads a byte of it.
+
+    ``fit="judged"`` is the fit the gates measured (without the selection and holdout slices);
+    versions registered before judged fits existed have only the served file.
+    """
+    name = JUDGED if fit == "judged" and JUDGED in mv.files_sha256 else ARTIFACT
+    return load_booster(reg.verified_path(mv, name))
 
 
 def stored_rows(warehouse: Warehouse, partition_key: str, split: str) -> pd.DataFrame:
@@ -109,15 +120,18 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
     )
     # Offsets count months of the dataset: month M reads the daily partitions of M-k … M-1.
     back = dg.TimeWindowPartitionMapping(
-        start_offset=-months_back(horizon, cfg.train_months), end_offset=-1
+        start_offset=-months_back(horizon, cfg.train_months, cfg.validation_days), end_offset=-1
     )
     space = SearchSpace(**cfg.search.model_dump())
 
     @dg.asset(
         key=DATASET,
+        # Features and labels are read for the snapshot days only (SQL), not the whole window.
+        deps=[
+            dg.AssetDep(FEATURES, partition_mapping=back),
+            dg.AssetDep(LABELS, partition_mapping=back),
+        ],
         ins={
-            "features_": dg.AssetIn(FEATURES, partition_mapping=back),
-            "labels": dg.AssetIn(LABELS, partition_mapping=back),
             "quarantine": dg.AssetIn(QUARANTINE, partition_mapping=back),
             "quality": dg.AssetIn(QUALITY, partition_mapping=back),
         },
@@ -127,30 +141,50 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         kinds={"duckdb", "pandas"},
         owners=OWNERS,
         description=(
-            f"Month M's candidate training set: {cfg.train_months} months of label days matured "
-            f"by M, the last {cfg.validation_days} as out-of-time validation, training purged by "
-            f"the {horizon}-day horizon. `verified` marks rows free of quarantined customers and "
-            "of days that failed the quarantine bound; training uses verified rows."
+            f"Month M's candidate training set: as-of snapshots every {cfg.snapshot_every_days} "
+            f"days of label days matured by M — the last {cfg.validation_days} days as "
+            f"out-of-time validation, before them {cfg.train_months} months of training days "
+            f"purged by the {horizon}-day horizon. Each snapshot holds the same population the "
+            "scores do. `verified` marks rows free of quarantined customers and of days that "
+            "failed the quarantine bound; training uses verified rows."
         ),
     )
     def churn_training_set(
         context: dg.AssetExecutionContext,
-        features_: pd.DataFrame,
-        labels: pd.DataFrame,
         quarantine: pd.DataFrame,
         quality: pd.DataFrame,
         warehouse: Warehouse,
     ):
         month = pd.Timestamp(context.partition_key)
         window = churn_window(month, horizon, cfg.train_months, cfg.validation_days, first_day)
-        if window.train_end <= window.train_start:
+        if (window.train_end - window.train_start).days < cfg.min_train_days:
+            first = first_trainable_month(
+                first_day, horizon, cfg.validation_days, cfg.min_train_days
+            )
             raise dg.Failure(
-                description=f"{context.partition_key}: no matured, warmed-up training days "
-                f"between {first_day.date()} and {window.train_end.date()}"
+                description=(
+                    f"month {context.partition_key} is too early to train: its training days "
+                    f"must end by {window.train_end.date()} (validation {cfg.validation_days} "
+                    f"days and a {horizon}-day horizon twice before the month), but warmed-up "
+                    f"feature days start on {first_day.date()}, leaving fewer than "
+                    f"churn.min_train_days={cfg.min_train_days}. The first trainable month is "
+                    f"{first.strftime('%Y-%m')} (or lower labels.horizon_days, "
+                    "churn.validation_days, churn.min_train_days or the longest features.windows)."
+                )
             )
         needed = day_keys(window.train_start, window.valid_end)
         for key in (FEATURES, LABELS):
             require_materialized(context, key, needed, "training window")
+        snapshots = snapshot_days(window, cfg.snapshot_every_days)
+        params: list[object] = [list(snapshots.to_pydatetime())]
+        features_ = warehouse.query(
+            "select * from features.customer_features where list_contains(?, as_of_date)", params
+        ).loc[:, ["as_of_date", "customer_id", *features]]
+        labels = warehouse.query(
+            "select as_of_date, customer_id, churned from labels.churn_labels "
+            "where list_contains(?, as_of_date)",
+            params,
+        )
         frame = build_churn_training_set(
             features_,
             labels,
@@ -159,8 +193,13 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             quarantined_ids(quarantine, "customer_id"),
             failing_days(quality),
             month,
+            snapshots,
         )
-        sources = {"features": f"{needed[0]}…{needed[-1]}", "labels": f"{needed[0]}…{needed[-1]}"}
+        sources = {
+            "features": f"{needed[0]}…{needed[-1]}",
+            "labels": f"{needed[0]}…{needed[-1]}",
+            "snapshots": f"{len(snapshots)} as-of days, every {cfg.snapshot_every_days} days",
+        }
         manifest = build_manifest(
             frame,
             DATASET.path[-1],
@@ -202,23 +241,34 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
     ) -> dg.MaterializeResult:
         train, valid = verified_splits(dataset)
         fit, select = selection_split(train, cfg.validation_days)
+        started = time.perf_counter()
         trained = train_churn_model(fit, select, features, "churned", space)
         y = valid["churned"].to_numpy()
         scores = predict_scores(trained.booster, valid, features)
         metrics = binary_metrics(y, scores)
-        importance = feature_importance(trained.booster, features)
+        # The served fit: the winning configuration refit on every verified row up to the
+        # cut-off, including the selection and gate slices the judged fit never saw.
+        served = refit(trained, pd.concat([train, valid]), "churned")
+        seconds = time.perf_counter() - started
+        importance = feature_importance(served, features)
         reg = registry.registry()
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / ARTIFACT
-            save_booster(trained.booster, path)
+            judged_path, served_path = Path(tmp) / JUDGED, Path(tmp) / ARTIFACT
+            save_booster(trained.booster, judged_path)
+            save_booster(served, served_path)
             version, meta = register_challenger(
                 context,
                 reg,
                 MODEL,
-                [path],
+                [served_path, judged_path],
                 str(dataset["dataset_version"].iloc[0]),
-                params=trained.params | {"best_iteration": trained.best_iteration},
-                metrics=metrics.as_dict(),
+                params=trained.params
+                | {
+                    "best_iteration": trained.best_iteration,
+                    "served_train_rows": len(train) + len(valid),
+                    "served_num_boost_round": served.num_boosted_rounds(),
+                },
+                metrics=metrics.as_dict() | {"training_seconds": seconds},
                 code_version=CODE_VERSION,
             )
         return dg.MaterializeResult(
@@ -227,7 +277,11 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 "train_rows": len(fit),
                 "selection_rows": len(select),
                 "holdout_rows": len(valid),
+                "served_train_rows": len(train) + len(valid),
+                "training_seconds": round(seconds, 2),
                 "best_iteration": trained.best_iteration,
+                "metrics_are_of": "the judged fit (trained without the selection and holdout "
+                "slices); the served fit adds them and is what scores use",
                 **{k: float(v) for k, v in metrics.as_dict().items()},
                 "params": dg.MetadataValue.json(dict(trained.params)),
                 "roc": dg.MetadataValue.md(roc_plot(y, scores, label=version.version)),
@@ -255,15 +309,23 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         champion = reg.alias(MODEL, "champion")
         train, valid = verified_splits(dataset)
         y = valid["churned"].to_numpy()
-        new = predict_scores(load_model(reg, challenger), valid, features)
-        old = predict_scores(load_model(reg, champion), valid, features) if champion else None
+        # Judged fits on both sides: neither has seen this holdout (the gate's numbers are the
+        # judged fit's; the served fit adds the holdout and cannot be judged on it).
+        new = predict_scores(load_model(reg, challenger, "judged"), valid, features)
+        old = (
+            predict_scores(load_model(reg, champion, "judged"), valid, features)
+            if champion
+            else None
+        )
         reference = stored_rows(warehouse, champion.partition_key, "train") if champion else None
         outcomes = [
             gates.at_least(
                 "auc_floor", binary_metrics(y, new).roc_auc, cfg.checks.min_auc, "ROC-AUC"
             ),
             gates.beats_champion_auc(y, new, old, cfg.checks.auc_tolerance, cfg.checks.n_boot),
-            gates.input_drift(reference, train, features, cfg.checks.max_feature_psi),
+            gates.input_drift(
+                reference, train, features, cfg.checks.max_feature_psi, lifetime_columns()
+            ),
             gates.score_sanity(new),
         ]
         for outcome in outcomes:
@@ -305,14 +367,21 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             start, end = local_window(context)
             reg = registry.registry()
             mv = reg.alias(MODEL, alias)
+            skip = None
             if mv is None:
                 # A fresh deployment ingests daily before any model is promoted: no scores yet,
                 # and no failed run (and alert) every morning until then.
-                context.log.warning(f"no churn {alias} yet: nothing to score")
+                skip = f"no churn {alias} yet: nothing to score"
+            elif alias == "challenger" and mv == reg.alias(MODEL, "champion"):
+                skip = f"{mv.version} is already champion: no shadow scores to write"
+            if skip is not None:
+                context.log.info(skip)
+                # Every declared check must get a result, or the step (and the daily run) fails.
+                yield dg.AssetCheckResult(
+                    check_name=check_name, asset_key=key, passed=True, metadata={"skipped": skip}
+                )
                 return
-            if alias == "challenger" and mv == reg.alias(MODEL, "champion"):
-                context.log.info(f"{mv.version} is already champion: no shadow scores to write")
-                return
+            assert mv is not None
             booster = load_model(reg, mv)
             table = score_table(
                 features_, predict_scores(booster, features_, features), MODEL, mv.version

@@ -17,14 +17,36 @@ from assets.common import (
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
 from lifecycle.features import (
     LABELS_SCHEMA,
+    PRIOR_COLUMNS,
     churn_labels,
     customer_features,
     daily_activity,
+    empty_prior,
     features_schema,
 )
 from lifecycle.settings import Settings
+from resources.registry import Warehouse
 
 KINDS = {"duckdb", "pandas", "numpy"}
+
+
+def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
+    """Per customer, lifetime aggregates of all activity before ``before``: one group-by in
+    DuckDB, so a long history costs one scan rather than loading every day into pandas."""
+    with warehouse.get_connection() as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'features' and table_name = 'customer_activity'"
+        ).fetchone()[0]
+        if not exists:
+            return empty_prior()
+        frame = con.execute(
+            "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
+            "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
+            "from features.customer_activity where activity_date < ? group by customer_id",
+            [before.to_pydatetime()],
+        ).fetchdf()
+    return frame.loc[:, list(PRIOR_COLUMNS)] if len(frame) else empty_prior()
 
 
 def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
@@ -32,6 +54,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
     horizon = settings.labels.horizon_days
     windows = settings.features.windows
     first_day = pd.Timestamp(settings.partitions.start_date)
+    dormant = settings.features.max_dormant_days
 
     @dg.asset(
         key=ACTIVITY,
@@ -57,20 +80,45 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         kinds=KINDS,
         owners=OWNERS,
         description=(
-            f"As of day D, every customer with a purchase in the last {lookback} days, with "
-            f"recency/frequency/monetary/trend features over {list(windows)}-day windows, "
-            "computed only from data up to and including D."
+            "As of day D, every customer with a purchase on or before D"
+            + (
+                f" (except those dormant for more than {dormant} days, counted in metadata)"
+                if dormant
+                else ""
+            )
+            + ": uncapped recency, tenure, lifetime count/spend/active days, and "
+            f"count/spend/trend features over {list(windows)}-day windows, computed only from "
+            f"data up to and including D. The last {lookback} days are read as the input; "
+            "lifetime aggregates of the days before come from one SQL group-by over "
+            "features/customer_activity."
         ),
     )
-    def customer_features_asset(context: dg.AssetExecutionContext, activity: pd.DataFrame):
+    def customer_features_asset(
+        context: dg.AssetExecutionContext, activity: pd.DataFrame, warehouse: Warehouse
+    ):
         start, end = local_window(context)
-        needed_from = max(start - pd.Timedelta(days=lookback - 1), first_day)
+        window_from = start - pd.Timedelta(days=lookback - 1)
+        # Lifetime features need every activity day from the first partition on.
         require_materialized(
-            context, ACTIVITY, day_keys(needed_from, end), f"features look back {lookback} days"
+            context, ACTIVITY, day_keys(first_day, end), "lifetime features read all history"
         )
+        prior = lifetime_state(warehouse, window_from)
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
-        features = customer_features(activity, days, windows)
-        return dg.Output(features, metadata=frame_metadata(features, "as_of_date"))
+        features = customer_features(activity, days, windows, prior, dormant)
+        left_out = int(features.attrs.get("left_out_dormant", 0))
+        return dg.Output(
+            features,
+            metadata={
+                **frame_metadata(features, "as_of_date"),
+                "customers": dg.MetadataValue.int(int(features["customer_id"].nunique())),
+                "left_out_dormant_customer_days": dg.MetadataValue.int(left_out),
+                "population_rule": (
+                    f"purchase on or before D, last purchase within {dormant} days"
+                    if dormant
+                    else "every customer with a purchase on or before D"
+                ),
+            },
+        )
 
     @dg.asset(
         key=LABELS,

@@ -1,19 +1,24 @@
 """raw/*: one daily partition = the events whose local timestamp falls in that day."""
 
 import functools
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.common import DAILY_RANGE, OWNERS, Partitions, frame_metadata, local_window
 from lifecycle.settings import Settings
+from lifecycle.sources import FILE_COUNTS, partition_window
 from lifecycle.validation import (
     INTERACTIONS,
     SCHEMAS,
     TRANSACTIONS,
     EmptyPartitionError,
+    Limits,
     QuarantineSchema,
     TableSpec,
+    daily_quality,
     empty_days,
     quarantine_share_by_day,
     validate_rows,
@@ -21,6 +26,30 @@ from lifecycle.validation import (
 from resources.sources import EventSource
 
 PARTITIONED_BY_DAY = {"partition_expr": "event_date"}
+
+
+def _days(days: list[str], shown: int = 20) -> str:
+    more = f" … ({len(days)} in all)" if len(days) > shown else ""
+    return ", ".join(days[:shown]) + more
+
+
+def file_metadata(files: pd.DataFrame | None, by_source: pd.DataFrame) -> dict[str, Any]:
+    """Per file: rows read, stored, quarantined, dated before the first partition, future-dated
+    and left for other days' runs (read = stored + quarantined + before_start + other_days);
+    future-dated rows are among the quarantined only in the run holding the last partition."""
+    if files is None:
+        return {}
+    table = files.join(by_source, how="left").fillna(0).astype("int64")
+    table = table.loc[:, ["rows_read", "stored", "quarantined", *FILE_COUNTS[1:4]]]
+    return {
+        "files": dg.MetadataValue.json(
+            {path: {k: int(v) for k, v in row.items()} for path, row in table.iterrows()}
+        ),
+        "files_read": len(table),
+        "rows_read": int(table["rows_read"].sum()),
+        "rows_before_start": int(table["before_start"].sum()),
+        "rows_future_dated": int(table["future_dated"].sum()),
+    }
 
 
 @functools.cache
@@ -42,7 +71,14 @@ def build_raw_asset(
     quarantine_key = dg.AssetKey(["raw", f"{table}_quarantine"])
     quality_key = dg.AssetKey(["raw", f"{table}_daily_quality"])
     bound = settings.validation.max_quarantine_share
+    on_empty = settings.validation.on_empty_day
+    limits = Limits(settings.validation.max_amount, settings.validation.max_weight)
     group = "ingest"
+    empty_note = {
+        "fail": " A day without valid rows fails the run.",
+        "warn": " A day without valid rows also fails it (validation.on_empty_day: warn).",
+        "allow": "",
+    }[on_empty]
 
     @dg.multi_asset(
         name=f"raw_{table}",
@@ -58,8 +94,9 @@ def build_raw_asset(
             ),
             "quality": dg.AssetOut(
                 key=quality_key,
-                description=f"Per day: {table} rows kept and quarantined, and whether the day "
-                "passed the quarantine bound (training excludes days that did not).",
+                description=f"Per day: {table} rows kept and quarantined, whether the day "
+                "passed the quarantine bound (training excludes days that did not) and whether "
+                "it had no valid row at all (empty).",
                 metadata=PARTITIONED_BY_DAY,
                 kinds={"duckdb", "pandas"},
                 owners=OWNERS,
@@ -68,7 +105,8 @@ def build_raw_asset(
             "quarantine": dg.AssetOut(
                 key=quarantine_key,
                 dagster_type=quarantine_type(),
-                description=f"Rejected {table} rows, verbatim, with the reason.",
+                description=f"Rejected {table} rows, verbatim, with the reason and the source "
+                "(file path, sql or synthetic).",
                 metadata=PARTITIONED_BY_DAY,
                 kinds={"duckdb", "pandas"},
                 owners=OWNERS,
@@ -79,7 +117,8 @@ def build_raw_asset(
             dg.AssetCheckSpec(
                 quarantine_check_name(table),
                 asset=key,
-                description=f"Every day's quarantined share stays at or below {bound:.0%}.",
+                description=f"Every day's quarantined share stays at or below {bound:.0%}."
+                + empty_note,
             )
         ],
         partitions_def=partitions.daily,
@@ -88,18 +127,32 @@ def build_raw_asset(
     )
     def _raw(context: dg.AssetExecutionContext, source: EventSource):
         start, end = local_window(context)
-        raw = source.fetch(table, start, end)
-        batch = validate_rows(raw, spec, start, end, origin=f"{type(source).__name__}.{table}")
+        today = pd.Timestamp.now(tz=settings.timezone).tz_localize(None)
+        window = partition_window(
+            start, end, settings.partitions.start_date, settings.partitions.end_date, today
+        )
+        read = source.read(table, window)
+        batch = validate_rows(
+            read.frame,
+            spec,
+            start,
+            end,
+            origin=f"{type(source).__name__}.{table}",
+            limits=limits,
+            future_from=window.future_here,
+        )
         missing_days = empty_days(batch.clean, start, end)
-        if missing_days and settings.validation.on_empty_day == "fail":
+        if missing_days and on_empty == "fail":
             raise EmptyPartitionError(
                 f"raw/{table}: no valid rows for day(s) {', '.join(missing_days[:10])}"
-                " (set validation.on_empty_day: allow if such days are expected)"
+                " (set validation.on_empty_day: warn or allow if such days are expected)"
+            )
+        if missing_days and on_empty == "warn":
+            context.log.warning(
+                f"raw/{table}: {len(missing_days)} day(s) without valid rows: {_days(missing_days)}"
             )
         shares = quarantine_share_by_day(batch.clean, batch.quarantine, start, end)
-        quality = shares.rename(columns={"day": "event_date"}).assign(
-            passed=lambda f: f["share"] <= bound
-        )
+        quality = daily_quality(shares, bound)
         worst = shares.loc[shares["share"].idxmax()]
         yield dg.Output(
             batch.clean,
@@ -107,12 +160,19 @@ def build_raw_asset(
             metadata={
                 **frame_metadata(batch.clean, "event_date"),
                 "quarantined_rows": dg.MetadataValue.int(len(batch.quarantine)),
+                "empty_days": dg.MetadataValue.int(len(missing_days)),
+                **({"empty_day_list": _days(missing_days)} if missing_days else {}),
+                **file_metadata(read.files, batch.by_source),
             },
         )
         yield dg.Output(
             quality,
             output_name="quality",
-            metadata={**frame_metadata(quality), "failing_days": int((~quality["passed"]).sum())},
+            metadata={
+                **frame_metadata(quality),
+                "failing_days": int((~quality["passed"]).sum()),
+                "empty_days": int(quality["empty"].sum()),
+            },
         )
         reasons = batch.quarantine["reason"].value_counts().head(10)
         yield dg.Output(
@@ -123,10 +183,11 @@ def build_raw_asset(
                 "reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
             },
         )
+        share_ok = bool(shares["share"].max() <= bound)
         yield dg.AssetCheckResult(
             check_name=quarantine_check_name(table),
             asset_key=key,
-            passed=bool(shares["share"].max() <= bound),
+            passed=share_ok and not (bool(missing_days) and on_empty == "warn"),
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "max_share": float(worst["share"]),
@@ -135,6 +196,9 @@ def build_raw_asset(
                 "days_over_bound": int((shares["share"] > bound).sum()),
                 "quarantined_rows": int(shares["quarantined"].sum()),
                 "kept_rows": int(shares["kept"].sum()),
+                "empty_days": len(missing_days),
+                "empty_day_list": _days(missing_days) if missing_days else "none",
+                "on_empty_day": on_empty,
             },
         )
 
@@ -142,4 +206,9 @@ def build_raw_asset(
 
 
 def build_ingest_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
-    return [build_raw_asset(spec, partitions, settings) for spec in (TRANSACTIONS, INTERACTIONS)]
+    """Raw assets for the tables the configured source provides, and only those."""
+    return [
+        build_raw_asset(spec, partitions, settings)
+        for spec in (TRANSACTIONS, INTERACTIONS)
+        if spec.name in settings.source.tables
+    ]

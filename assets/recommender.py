@@ -28,29 +28,17 @@ from assets.promotion import (
     gate_specs,
     register_challenger,
 )
-from lifecycle import gates
 from lifecycle.datasets import build_manifest
-from lifecycle.interactions import (
-    active_users,
-    evaluate_bundle,
-    from_table,
-    holdout_unseen_by,
-    recommendation_table,
-    serving_bundle,
-    to_table,
+from lifecycle.interactions import active_users, from_table, recommendation_table, to_table
+from lifecycle.rec_training import (
+    JUDGED_NOTE,
+    judge_challenger,
+    load_fit,
+    save_fits,
+    train_challenger,
+    version_record,
 )
-from lifecycle.recommender import (
-    AlsParams,
-    RecommenderBundle,
-    Weighting,
-    build_bundle,
-    build_interaction_data,
-    evaluate_popularity,
-    load_bundle,
-    save_bundle,
-    search_als,
-    train_als,
-)
+from lifecycle.recommender import AlsParams, RecommenderBundle, Weighting, build_interaction_data
 from lifecycle.registry import ModelRegistry, ModelVersion
 from lifecycle.settings import Settings
 from resources.publisher import PostgresPublisher
@@ -58,24 +46,29 @@ from resources.registry import RegistryResource
 
 MODEL = "recommender"
 INTERACTIONS = dg.AssetKey(["raw", "interactions"])
+# Every gate judges the *judged* fit (trained without each user's gate slice) on the gate slice,
+# which the grid search never saw; the served fit has trained on it and is not judged by it.
 GATES = {
-    "precision_floor": "precision@K on the per-user temporal holdout is at least the floor.",
-    "beats_popularity": "precision@K is at least the configured factor × the popularity "
-    "baseline's on the same users.",
-    "beats_champion": "precision@K is not worse than the champion's beyond the tolerance, both "
-    "re-evaluated on the held-out pairs neither model trained on (the first model passes).",
-    "coverage_floor": "Share of the catalogue recommended to holdout users is above the floor.",
-    "fallback_present": "The popularity fallback for unknown users holds at least K items.",
+    "precision_floor": "Judged fit: precision@K on each user's gate slice (their most recent "
+    "items, unseen by the search and by this fit) is at least the floor.",
+    "beats_popularity": "Judged fit: precision@K on the gate slice is at least the configured "
+    "factor × the popularity baseline's (counted on the same training pairs) on the same users.",
+    "beats_champion": "Judged fit vs the champion's served fit: precision@K not worse beyond the "
+    "tolerance, on the gate pairs neither model trained on (the first model passes).",
+    "coverage_floor": "Judged fit: share of the catalogue recommended to gate users is above "
+    "the floor.",
+    "fallback_present": "Both fits' popularity fallback for unknown users holds at least K items.",
 }
-CODE_VERSION = "recommender-als-1"
+CODE_VERSION = "recommender-als-2"
 KINDS = {"implicit", "duckdb"}
 SEED = 0
 
 
-def load_model(reg: ModelRegistry, mv: ModelVersion) -> RecommenderBundle:
-    """Every file is checked against its recorded sha256 before implicit reads it."""
+def load_model(reg: ModelRegistry, mv: ModelVersion, fit: str = "served") -> RecommenderBundle:
+    """One fit of a version ("served" or "judged"); every file of the version is checked
+    against its recorded sha256 before implicit reads any of them."""
     paths = reg.verify(mv)
-    return load_bundle(next(iter(paths.values())).parent)
+    return load_fit(next(iter(paths.values())).parent, fit)
 
 
 def build_recommender_assets(partitions: Partitions, settings: Settings) -> list:
@@ -101,9 +94,11 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         kinds={"duckdb", "scipy"},
         owners=OWNERS,
         description=(
-            f"Month M's user × item confidences from the {cfg.lookback_months} months before M "
-            f"({weighting.scheme} weighting), with each user's last {cfg.holdout_k} items held "
-            "out (`split = holdout`) for evaluation. Long format: the id maps are the rows."
+            f"Month M's user × item pairs from the {cfg.lookback_months} months before M, ids "
+            "verbatim, with the summed raw weight and a `split`: each user's last "
+            f"{cfg.holdout_k} items are `gate` (what the promotion gates judge), the "
+            f"{cfg.holdout_k} before them `selection` (what the grid search picks on), the "
+            "rest `train`. Long format: the id maps are the rows."
         ),
     )
     def interactions_training_set(context: dg.AssetExecutionContext, interactions: pd.DataFrame):
@@ -111,31 +106,27 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         start = max(month - pd.DateOffset(months=cfg.lookback_months), first_day)
         needed = day_keys(start, month)
         require_materialized(context, INTERACTIONS, needed, "interaction look-back")
-        data = build_interaction_data(
-            interactions.sort_values(["timestamp", "user_id", "item_id"], ignore_index=True),
-            cfg.holdout_k,
-            cfg.min_user_interactions,
-            weighting,
+        splits = build_interaction_data(
+            interactions, cfg.holdout_k, cfg.min_user_interactions, weighting
         )
-        table = to_table(data)
+        table = to_table(splits)
         manifest = build_manifest(
             table.assign(verified=True),
             REC_DATASET.path[-1],
             "interactions_ds",
             context.partition_key,
-            [f"weighting={weighting.scheme}", f"alpha={weighting.alpha}"],
+            [f"holdout_k={cfg.holdout_k}", f"min_user_interactions={cfg.min_user_interactions}"],
             {"interactions": f"{needed[0]}…{needed[-1]}"},
         )
         table = table.assign(dataset_month=month, dataset_version=manifest.version)
-        warehouse_meta = {
-            "users": len(data.user_ids),
-            "items": len(data.item_ids),
-            "holdout_users": int(data.holdout["user_id"].nunique()),
-            "density": float(data.train.nnz / max(data.train.shape[0] * data.train.shape[1], 1)),
-        }
         return dg.Output(
             table,
-            metadata={**frame_metadata(table), **manifest_metadata(manifest), **warehouse_meta},
+            metadata={
+                **frame_metadata(table),
+                **manifest_metadata(manifest),
+                **splits.summary(),
+                "events": len(interactions),
+            },
         )
 
     @dg.asset(
@@ -147,44 +138,43 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         owners=OWNERS,
         code_version=CODE_VERSION,
         description=(
-            "Month M's implicit ALS challenger: a small grid search scored on the holdout, a "
-            "popularity fallback for unseen users, saved with implicit's .npz (no pickle), "
-            "registered with sha256 and aliased `challenger`."
+            "Month M's implicit ALS challenger. The grid point is chosen on the `selection` "
+            "slice; the *judged* fit (that point refit without the `gate` slice) is what the "
+            "gates score on the gate slice; the *served* fit (refit on the whole window) is "
+            "what the champion serves. Both fits, each with a popularity fallback, are saved "
+            "with implicit's .npz (no pickle) in one version, registered with sha256."
         ),
     )
     def recommender_challenger(
         context: dg.AssetExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
     ) -> dg.MaterializeResult:
-        data = from_table(dataset)
-        best, trials = search_als(data, grid, cfg.k, SEED)
-        model = train_als(data, best, SEED)
-        bundle = serving_bundle(build_bundle(model, data, best, cfg.fallback_size), data)
-        metrics = evaluate_bundle(bundle, data, cfg.k)
-        baseline = evaluate_popularity(data, cfg.k)
+        splits = from_table(dataset, weighting, REC_DATASET.to_user_string())
+        fits = train_challenger(splits, grid, cfg.k, SEED, cfg.fallback_size)
+        params, metrics = version_record(
+            fits, {"weighting": weighting.scheme, "alpha": weighting.alpha}
+        )
         reg = registry.registry()
         with tempfile.TemporaryDirectory() as tmp:
-            files = save_bundle(bundle, Path(tmp))
             _, meta = register_challenger(
                 context,
                 reg,
                 MODEL,
-                files,
+                save_fits(fits, Path(tmp)),
                 str(dataset["dataset_version"].iloc[0]),
-                params={**asdict(best), "weighting": weighting.scheme, "alpha": weighting.alpha},
-                metrics={
-                    **metrics.as_dict(),
-                    **{f"popularity_{k}": v for k, v in baseline.as_dict().items()},
-                },
+                params=params,
+                metrics=metrics,
                 code_version=CODE_VERSION,
             )
         return dg.MaterializeResult(
             metadata={
                 **meta,
-                **{f"{k}_at_k": float(v) for k, v in metrics.as_dict().items()},
-                **{f"popularity_{k}_at_k": float(v) for k, v in baseline.as_dict().items()},
-                "fallback_items": len(bundle.fallback_items),
-                "trials": dg.MetadataValue.md(md_table(trials, max_rows=len(trials))),
-                "params": dg.MetadataValue.json(dict(asdict(best))),
+                "judged_fit": JUDGED_NOTE,
+                **{f"{k}_at_k": float(v) for k, v in fits.gate.as_dict().items()},
+                **{f"popularity_{k}_at_k": float(v) for k, v in fits.popularity.as_dict().items()},
+                **{f"selection_{k}_at_k": float(v) for k, v in fits.selection.as_dict().items()},
+                **{k: float(v) for k, v in metrics.items() if k.startswith("served_")},
+                "trials": dg.MetadataValue.md(md_table(fits.trials, max_rows=len(fits.trials))),
+                "params": dg.MetadataValue.json(dict(asdict(fits.params))),
             }
         )
 
@@ -192,7 +182,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         specs=gate_specs(REC_CHALLENGER, GATES, partitions.monthly, [REC_DATASET]),
         ins={"dataset": dg.AssetIn(REC_DATASET)},
         name="recommender_promotion_gates",
-        description="Gates on the challenger, each on the same per-user holdout.",
+        description="Gates on the challenger's judged fit, each on the same per-user gate slice.",
     )
     def recommender_gates(
         context: dg.AssetCheckExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
@@ -202,35 +192,15 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             context, reg, MODEL, str(dataset["dataset_version"].iloc[0])
         )
         champion = reg.alias(MODEL, "champion")
-        data = from_table(dataset)
-        bundle = load_model(reg, challenger)
-        new = evaluate_bundle(bundle, data, cfg.k)
-        head_to_head = None
-        if champion is not None:
-            incumbent = load_model(reg, champion)
-            blind = holdout_unseen_by(incumbent, data)
-            head_to_head = (
-                evaluate_bundle(bundle, blind, cfg.k),
-                evaluate_bundle(incumbent, blind, cfg.k),
-            )
-        popularity = evaluate_popularity(data, cfg.k)
-        checks = cfg.checks
-        outcomes = [
-            gates.at_least("precision_floor", new.precision, checks.min_precision, "precision@K"),
-            gates.lift_over_baseline(
-                new.precision, popularity.precision, checks.min_lift_over_popularity, "precision@K"
-            ),
-            gates.not_worse_than_champion(
-                head_to_head[0].precision if head_to_head else new.precision,
-                head_to_head[1].precision if head_to_head else None,
-                checks.tolerance,
-                "precision@K on held-out pairs neither model trained on",
-            ),
-            gates.at_least("coverage_floor", new.coverage, checks.min_coverage, "coverage"),
-            gates.non_empty(
-                "fallback_present", len(bundle.fallback_items), cfg.k, "fallback items"
-            ),
-        ]
+        splits = from_table(dataset, weighting, REC_DATASET.to_user_string())
+        outcomes = judge_challenger(
+            load_model(reg, challenger, "judged"),
+            load_model(reg, challenger, "served"),
+            load_model(reg, champion, "served") if champion is not None else None,
+            splits.judged,
+            cfg.k,
+            cfg.checks,
+        )
         for outcome in outcomes:
             yield check_result(outcome, REC_CHALLENGER, challenger)
 
@@ -278,7 +248,8 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
         published = publisher.publish(RECOMMENDATIONS.path[-1], table, "as_of_date", start, end)
-        return dg.Output(
+        # A generator, so the bare `return` above (no champion yet) writes nothing, not None.
+        yield dg.Output(
             table,
             metadata={
                 **frame_metadata(table, "as_of_date"),

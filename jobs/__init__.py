@@ -15,12 +15,15 @@ import pandas as pd
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from assets.common import Partitions
-from assets.keys import CHAMPIONS, DAILY, LABELS, MONTHLY
+from assets.keys import CHAMPIONS, Selection
 from lifecycle.settings import Settings
 
 
 @dataclass(frozen=True)
 class Jobs:
+    """The jobs of one code location; their selections hold only the families that exist."""
+
+    keys: Selection
     daily: UnresolvedAssetJobDefinition
     monthly_training: UnresolvedAssetJobDefinition
     promotion: UnresolvedAssetJobDefinition
@@ -40,23 +43,28 @@ def rollback_run_config(model: str, version: str, reason: str = "rollback") -> d
     return {"ops": {champion_op_name(model): {"config": config}}}
 
 
-def build_jobs() -> Jobs:
+def build_jobs(keys: Selection | None = None) -> Jobs:
+    """Jobs for the families present in ``keys`` (default: both); every job selects only
+    assets that exist, so a transactions-only or interactions-only source loads cleanly."""
+    keys = keys or Selection()
+    families = " and ".join(keys.families)
+    labels = "; labels run for the day whose horizon has just matured" if keys.labels else ""
     return Jobs(
+        keys=keys,
         daily=dg.define_asset_job(
             "daily_refresh",
-            selection=dg.AssetSelection.assets(*DAILY, LABELS),
-            description="Ingest a day, compute its features, score it, recommend for it; "
-            "labels run for the day whose horizon has just matured.",
+            selection=dg.AssetSelection.assets(*keys.daily, *keys.labels),
+            description=f"Ingest a day and score it ({families}){labels}.",
         ),
         monthly_training=dg.define_asset_job(
             "monthly_training",
-            selection=dg.AssetSelection.assets(*MONTHLY),
+            selection=dg.AssetSelection.assets(*keys.monthly),
             description="Candidate datasets and challengers (with their blocking checks) "
-            "for both model families.",
+            f"for {families}.",
         ),
         promotion=dg.define_asset_job(
             "promote_champions",
-            selection=dg.AssetSelection.assets(*CHAMPIONS.values()),
+            selection=dg.AssetSelection.assets(*keys.champions.values()),
             description="Promote each challenger whose blocking checks passed; a refused "
             "promotion fails its step and leaves the champion unchanged.",
         ),
@@ -67,7 +75,7 @@ def build_jobs() -> Jobs:
                 config={"ops": {key.to_python_identifier(): {"config": {"rollback": True}}}},
                 description=f"Make an earlier {model} champion current again; set `version`.",
             )
-            for model, key in CHAMPIONS.items()
+            for model, key in keys.champions.items()
         },
     )
 
@@ -84,18 +92,26 @@ def _exists(partitions_def: dg.PartitionsDefinition, key: str, now: dt.datetime)
 
 
 def daily_run_requests(
-    scheduled: dt.datetime, settings: Settings, partitions: Partitions
+    scheduled: dt.datetime,
+    settings: Settings,
+    partitions: Partitions,
+    keys: Selection | None = None,
 ) -> list[dg.RunRequest]:
-    """Yesterday's ingest/features/scores, and the label day whose horizon ended yesterday."""
+    """Yesterday's ingest/features/scores, and (with churn) the label day whose horizon ended
+    yesterday."""
+    keys = keys or Selection(settings.source.tables)
     yesterday = pd.Timestamp(scheduled.date()) - pd.Timedelta(days=1)
     label_day = yesterday - pd.Timedelta(days=settings.labels.horizon_days)
+    wanted = [(yesterday, keys.daily, "daily")]
+    if keys.labels:
+        wanted.append((label_day, keys.labels, "labels"))
     requests = []
-    for day, keys, kind in ((yesterday, DAILY, "daily"), (label_day, [LABELS], "labels")):
+    for day, selected, kind in wanted:
         key = day.strftime("%Y-%m-%d")
         if _exists(partitions.daily, key, scheduled):
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{kind}-{key}", partition_key=key, asset_selection=list(keys)
+                    run_key=f"{kind}-{key}", partition_key=key, asset_selection=list(selected)
                 )
             )
     return requests
@@ -112,7 +128,9 @@ def build_schedules(settings: Settings, partitions: Partitions, jobs: Jobs) -> l
         description="Every morning: yesterday's data through to scores and recommendations.",
     )
     def daily(context: dg.ScheduleEvaluationContext):
-        requests = daily_run_requests(context.scheduled_execution_time, settings, partitions)
+        requests = daily_run_requests(
+            context.scheduled_execution_time, settings, partitions, jobs.keys
+        )
         return requests or dg.SkipReason("no daily partition for yesterday")
 
     @dg.schedule(

@@ -47,6 +47,7 @@ from lifecycle.datasets import (
     churn_window,
     failing_days,
     quarantined_ids,
+    snapshot_days,
 )
 from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
 from lifecycle.interactions import recommendation_table
@@ -510,7 +511,7 @@ def _interaction_data(
         cfg.holdout_k,
         cfg.min_user_interactions,
         Weighting(scheme=cfg.weighting.scheme, alpha=cfg.weighting.alpha),
-    )
+    ).served  # the whole window, as the served fit trains on it
 
 
 def _bench_recommender(
@@ -611,6 +612,7 @@ def _bench_churn(settings: Settings, direct: _Direct, repeats: int) -> list[Benc
         quarantined_ids(direct.quarantine, "customer_id"),
         failing_days(direct.quality),
         month,
+        snapshot_days(window, cfg.snapshot_every_days),
     )
     usable = dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
     train, valid = usable[usable["split"] == "train"], usable[usable["split"] == "valid"]

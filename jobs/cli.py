@@ -7,9 +7,11 @@ Every command that changes state runs the project's own Dagster jobs in the inst
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -19,12 +21,12 @@ import numpy as np
 import pandas as pd
 from dagster_shared.error import SerializableErrorInfo
 
-from assets.keys import INGEST, LABELS, PREDICTIONS
+from assets.keys import CHALLENGERS, FAMILY_TABLE, Selection
 from jobs import rollback_run_config
 from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
 from lifecycle.registry import ModelRegistry
-from lifecycle.settings import Settings, load_settings
+from lifecycle.settings import Settings, SettingsError, load_settings
 
 
 def _instance() -> dg.DagsterInstance:
@@ -39,6 +41,20 @@ def _registry(settings: Settings) -> ModelRegistry:
     return registry
 
 
+@dataclass
+class RunOutcome:
+    """What the terminal needs from one run: its status, each failed step's root cause, and
+    the blocking checks that failed (per asset), so a missing champion can be explained."""
+
+    status: str
+    causes: list[tuple[str, str]] = field(default_factory=list)
+    failed_gates: dict[dg.AssetKey, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "FAILED"
+
+
 def _run(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -49,7 +65,7 @@ def _run(
     partition: str | None = None,
     days: tuple[str, str] | None = None,
     run_config: dict | None = None,
-) -> bool:
+) -> RunOutcome:
     tags = {}
     if days is not None:
         tags = {
@@ -69,20 +85,24 @@ def _run(
         raise_on_error=False,
     )
     causes = [
-        (event.step_key, _root_cause(event.step_failure_data.error))
+        (event.step_key or "?", root_cause(event.step_failure_data.error))
         for event in result.all_events
         if event.is_step_failure and event.step_failure_data.error
     ]
-    status = _status(result.success, [cause for _, cause in causes])
+    failed_gates: dict[dg.AssetKey, list[str]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed_gates.setdefault(evaluation.asset_key, []).append(evaluation.check_name)
+    outcome = RunOutcome(_status(result.success, [c for _, c in causes]), causes, failed_gates)
     elapsed = time.perf_counter() - started
-    print(f"  {what:<66} {status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
-    if status in {"blocked", "refused"}:
+    print(f"  {what:<66} {outcome.status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
+    if outcome.status in {"blocked", "refused"}:
         print(
             "    (a blocking check failed: the champion stays as it was; see the checks in the UI)"
         )
     for step, cause in causes:
         print(f"    {step}: {cause}")
-    return status != "FAILED"
+    return outcome
 
 
 def _status(success: bool, causes: Sequence[str]) -> str:
@@ -97,22 +117,67 @@ def _status(success: bool, causes: Sequence[str]) -> str:
     return "FAILED"
 
 
-def _root_cause(error: SerializableErrorInfo) -> str:
-    """The innermost error's message: the reason, not Dagster's wrapper around it."""
-    while error.cause is not None:
+def _is_wrapper(error: SerializableErrorInfo) -> bool:
+    """Dagster's own "Error occurred while executing op …" around the user's exception."""
+    return (
+        error.cause is not None
+        and (error.cls_name or "").startswith("Dagster")
+        and "Error occurred while" in error.message
+    )
+
+
+def _text(error: SerializableErrorInfo) -> str:
+    """``Class: message`` on one line, without the module path Dagster puts in front."""
+    name, message = error.cls_name or "Error", error.message.strip()
+    qualified = re.match(r"^(?:[\w.]+\.)?" + re.escape(name) + r": ", message)
+    if qualified:
+        message = message[qualified.end() :]
+    return f"{name}: {' '.join(message.split())}"
+
+
+def root_cause(error: SerializableErrorInfo, limit: int = 400) -> str:
+    """The user's exception as one line: the outermost one below Dagster's wrappers, since code
+    that re-raises adds context (``UnreadableFileError: cannot read tx.csv: …`` around a bare
+    ``ParserError``); the innermost is appended when the outer message does not contain it."""
+    while _is_wrapper(error) and error.cause is not None:
         error = error.cause
-    return error.message.strip()[:400]
+    line = _text(error)
+    innermost = error
+    while innermost.cause is not None:
+        innermost = innermost.cause
+    if innermost is not error:
+        inner = _text(innermost)
+        if inner.split(": ", 1)[-1] not in line:
+            line = f"{line} (caused by {inner})"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _family_of(key: dg.AssetKey) -> str | None:
+    return next((f for f, k in CHALLENGERS.items() if k == key), None)
+
+
+def _family_of_step(step: str, keys: Selection) -> str | None:
+    """The family whose asset (or gate op) a failed step computes."""
+    for family in keys.families:
+        table = FAMILY_TABLE[family]
+        own = {key.to_python_identifier() for key in Selection((table,)).all}
+        if step in own or step == f"raw_{table}" or step.startswith(f"{family}_"):
+            return family
+    return None
 
 
 def demo(settings: Settings, months: int) -> int:
-    """Ingest → features → labels → monthly challengers → gates → promotion → scores."""
+    """Ingest → features → labels → monthly challengers → gates → promotion → scores, for the
+    model families the source feeds. Non-zero when a run failed or a family ends without a
+    champion (the blocked gates are named)."""
     from definitions import build_defs
 
-    defs, instance = build_defs(settings), _instance()
-    first = pd.Timestamp(settings.partitions.start_date)
     if settings.partitions.end_date is None:
         print("demo needs partitions.end_date in the settings file")
         return 2
+    keys = Selection(settings.source.tables)
+    defs, instance = build_defs(settings), _instance()
+    first = pd.Timestamp(settings.partitions.start_date)
     end = pd.Timestamp(settings.partitions.end_date)
     last_day = end - pd.Timedelta(days=1)
     matured = last_day - pd.Timedelta(days=settings.labels.horizon_days)
@@ -120,19 +185,25 @@ def demo(settings: Settings, months: int) -> int:
     scored = (train_months[-1] - pd.DateOffset(months=1), last_day)
     fmt = "%Y-%m-%d"
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}  warehouse={settings.warehouse.database}")
+    print(f"model families: {', '.join(keys.families)} (source tables: {', '.join(keys.tables)})")
     days = (first.strftime(fmt), last_day.strftime(fmt))
+    ingest = "ingest + features" if keys.labels else "ingest"
     steps: list[tuple[str, str, dict]] = [
         (
             "daily_refresh",
-            f"ingest + features {days[0]} … {days[1]} (one run)",
-            {"keys": INGEST, "days": days},
-        ),
-        (
-            "daily_refresh",
-            f"churn labels {days[0]} … {matured:{fmt}} (one run)",
-            {"keys": [LABELS], "days": (days[0], matured.strftime(fmt))},
-        ),
+            f"{ingest} {days[0]} … {days[1]} (one run)",
+            {"keys": keys.ingest, "days": days},
+        )
     ]
+    if keys.labels:
+        steps.append(
+            (
+                "daily_refresh",
+                f"churn labels {days[0]} … {matured:{fmt}} (one run)",
+                {"keys": keys.labels, "days": (days[0], matured.strftime(fmt))},
+            )
+        )
+    outputs = {"churn": "scores, shadow scores", "recommender": "recommendations"}
     for month in train_months:
         key = month.strftime(fmt)
         steps.append(
@@ -141,26 +212,51 @@ def demo(settings: Settings, months: int) -> int:
         if month == train_months[-1]:
             # The newest challenger shadows the champion before its own promotion.
             score_days = (scored[0].strftime(fmt), days[1])
+            made = ", ".join(outputs[f] for f in keys.families)
             steps.append(
                 (
                     "daily_refresh",
-                    f"scores, shadow scores, recommendations {score_days[0]} … {score_days[1]}",
-                    {"keys": PREDICTIONS, "days": score_days},
+                    f"{made} {score_days[0]} … {score_days[1]}",
+                    {"keys": keys.predictions, "days": score_days},
                 )
             )
         steps.append(("promote_champions", f"promote {key} challengers if their gates passed", {}))
     print("Running the lifecycle:")
     ok = True
+    why: dict[str, list[str]] = {family: [] for family in keys.families}
     for job, what, kwargs in steps:
-        ok = _run(defs, instance, job, what, **kwargs) and ok
+        outcome = _run(defs, instance, job, what, **kwargs)
+        ok = outcome.ok and ok
+        for key, gates in outcome.failed_gates.items():
+            family = _family_of(key)
+            if family in why:
+                month = kwargs.get("partition", "?")
+                why[family].append(f"{month}: blocking gates failed: {', '.join(gates)}")
+        for step, cause in outcome.causes:
+            family = _family_of_step(step, keys)
+            # A failed gate is named once; the refusal that follows from it says it again.
+            gated = outcome.status in {"blocked", "refused"} and bool(family and why[family])
+            if family and not gated:
+                why[family].append(cause)
         if not ok and job == "daily_refresh":
             break
     print()
     versions(settings)
-    print(f"\nChurn scores:    {settings.warehouse.database} → table predictions.churn_scores")
-    print(f"Recommendations: {settings.warehouse.database} → table predictions.recommendations")
+    missing = _without_champion(settings, keys.families)
+    for family in missing:
+        reasons = "; ".join(why[family][-3:]) or "no challenger was trained (see the runs above)"
+        print(f"\nNo {family} champion: {reasons}")
+    tables = {"churn": "predictions.churn_scores", "recommender": "predictions.recommendations"}
+    print()
+    for family in keys.families:
+        print(f"{family + ':':<13} {settings.warehouse.database} → table {tables[family]}")
     print("Open the UI with:  DAGSTER_HOME=$PWD/dagster_home .venv/bin/dagster dev")
-    return 0 if ok else 1
+    return 0 if ok and not missing else 1
+
+
+def _without_champion(settings: Settings, families: Sequence[str]) -> list[str]:
+    registry = _registry(settings)
+    return [family for family in families if registry.alias(family, "champion") is None]
 
 
 def versions(settings: Settings) -> int:
@@ -193,18 +289,22 @@ def versions(settings: Settings) -> int:
 def rollback(settings: Settings, model: str, version: str, reason: str) -> int:
     from definitions import build_defs
 
-    ok = _run(
+    outcome = _run(
         build_defs(settings),
         _instance(),
         f"{model}_rollback",
         f"roll {model} back to {version}",
         run_config=rollback_run_config(model, version, reason),
     )
-    return 0 if ok else 1
+    return 0 if outcome.ok else 1
 
 
-def recommend(settings: Settings, user_id: int, k: int) -> int:
-    """Answer one user from the champion (fallback, flagged, for a user it has never seen)."""
+def recommend(settings: Settings, user_id: str, k: int) -> int:
+    """Answer one user from the champion (fallback, flagged, for a user it has never seen).
+    The id is passed through as given: "00042" is not user 42."""
+    if "recommender" not in Selection(settings.source.tables).families:
+        print(f"no recommender for this source: it provides {', '.join(settings.source.tables)}")
+        return 2
     registry = _registry(settings)
     champion = registry.alias("recommender", "champion")
     if champion is None:
@@ -212,12 +312,26 @@ def recommend(settings: Settings, user_id: int, k: int) -> int:
         return 1
     paths = registry.verify(champion)
     bundle = load_bundle(next(iter(paths.values())).parent)
-    recs = recommend_users(bundle, np.array([user_id]), k).assign(model_version=champion.version)
+    requested = np.array([user_id], dtype=object)
+    recs = recommend_users(bundle, requested, k).assign(model_version=champion.version)
     print(recs.loc[:, [c for c in RECOMMENDATION_COLUMNS if c in recs]].to_string(index=False))
     return 0
 
 
+def _settings_path(argv: Sequence[str] | None) -> str | None:
+    """``--settings`` read ahead of the full parse: the rollback choices depend on the file."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--settings")
+    return pre.parse_known_args(argv)[0].settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(_settings_path(argv))
+    except SettingsError as exc:
+        print(f"lifecycle: {exc}", file=sys.stderr)
+        return 2
+    families = list(Selection(settings.source.tables).families)
     parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__)
     parser.add_argument(
         "--settings", help="settings file (default: $LIFECYCLE_SETTINGS or the demo)"
@@ -227,11 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_demo.add_argument("--months", type=int, default=4, help="monthly challengers to train")
     sub.add_parser("versions", help="versions, aliases and promotion history")
     p_rb = sub.add_parser("rollback", help="make an earlier champion current again")
-    p_rb.add_argument("model", choices=["churn", "recommender"])
+    p_rb.add_argument("model", choices=families)
     p_rb.add_argument("version")
     p_rb.add_argument("--reason", default="manual rollback")
     p_rec = sub.add_parser("recommend", help="top-K for one user from the champion")
-    p_rec.add_argument("user_id", type=int)
+    p_rec.add_argument("user_id", help="the user id exactly as in your data (a string)")
     p_rec.add_argument("-k", type=int, default=10)
     p_bench = sub.add_parser(
         "bench", help="wrapped vs direct timings, same process, interleaved, best of N"
@@ -240,7 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench.add_argument("--repeats", type=int, default=3, help="N: best of N per measurement")
     p_bench.add_argument("--json", type=Path, dest="json_path", help="also write the rows here")
     args = parser.parse_args(argv)
-    settings = load_settings(args.settings)
     if args.command == "demo":
         return demo(settings, args.months)
     if args.command == "versions":

@@ -26,6 +26,7 @@ __all__ = [
     "feature_importance",
     "load_booster",
     "predict_scores",
+    "refit",
     "save_booster",
     "train_churn_model",
 ]
@@ -180,6 +181,19 @@ def train_churn_model(
         trials=trials,
         features=feats,
     )
+
+
+def refit(trained: TrainedChurnModel, frame: pd.DataFrame, label: str) -> xgb.Booster:
+    """The winning configuration refit on ``frame`` (every row up to the cut-off) with the
+    number of rounds early stopping chose: the model that is served, not the one judged."""
+    y = _labels(frame, label, "refit")
+    data = xgb.QuantileDMatrix(
+        _feature_frame(frame, trained.features, "refit"),
+        label=y,
+        nthread=int(trained.params.get("nthread", 2)),
+    )
+    params = {k: v for k, v in trained.params.items() if k != "num_boost_round"}
+    return xgb.train(params, data, num_boost_round=int(trained.params["num_boost_round"]))
 
 
 def predict_scores(

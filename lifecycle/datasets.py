@@ -35,20 +35,41 @@ def churn_window(
     validation_days: int,
     earliest: pd.Timestamp,
 ) -> ChurnWindow:
-    """``earliest`` is the first usable feature day (data start plus the look-back warm-up)."""
+    """``earliest`` is the first usable feature day (data start plus the look-back warm-up).
+
+    The training span is ``train_months`` long *after* purging, so any horizon leaves training
+    days (a 90-day horizon no longer eats a 3-month window); it is clamped at ``earliest``.
+    """
     matured_end = month_start - pd.Timedelta(days=horizon_days)
     valid_start = matured_end - pd.Timedelta(days=validation_days)
+    train_end = valid_start - pd.Timedelta(days=horizon_days)
     return ChurnWindow(
-        train_start=max(matured_end - pd.DateOffset(months=train_months), earliest),
-        train_end=valid_start - pd.Timedelta(days=horizon_days),
+        train_start=max(train_end - pd.DateOffset(months=train_months), earliest),
+        train_end=train_end,
         valid_start=valid_start,
         valid_end=matured_end,
     )
 
 
-def months_back(horizon_days: int, train_months: int) -> int:
+def first_trainable_month(
+    earliest: pd.Timestamp, horizon_days: int, validation_days: int, min_train_days: int
+) -> pd.Timestamp:
+    """The first month whose window holds at least ``min_train_days`` warmed-up training days."""
+    day = earliest + pd.Timedelta(days=min_train_days + 2 * horizon_days + validation_days)
+    return (day - pd.Timedelta(days=1)).to_period("M").to_timestamp() + pd.offsets.MonthBegin(1)
+
+
+def months_back(horizon_days: int, train_months: int, validation_days: int = 28) -> int:
     """How many whole months before M a churn set may read (for the partition mapping)."""
-    return train_months + math.ceil(horizon_days / 28)
+    return train_months + math.ceil((2 * horizon_days + validation_days) / 28)
+
+
+def snapshot_days(window: ChurnWindow, every_days: int) -> pd.DatetimeIndex:
+    """As-of days of a training set: every ``every_days``-th day counted back from the last
+    validation day, so rows grow with customers × snapshots, not × days."""
+    last = window.valid_end - pd.Timedelta(days=1)
+    days = pd.date_range(window.train_start, last, freq="D")
+    return days[((last - days).days % every_days) == 0]
 
 
 @dataclass(frozen=True)
@@ -83,13 +104,11 @@ def content_sha256(frame: pd.DataFrame) -> str:
 
 
 def quarantined_ids(quarantine: pd.DataFrame, key: str) -> np.ndarray:
-    """Ids named in quarantined rows (those that parse as integers)."""
+    """Ids named in quarantined rows, verbatim as the source wrote them."""
     if quarantine.empty:
-        return np.array([], dtype=np.int64)
-    ids = pd.to_numeric(
-        quarantine["record"].map(lambda r: json.loads(r).get(key)), errors="coerce"
-    ).dropna()
-    return np.unique(ids.to_numpy().astype(np.int64))
+        return np.array([], dtype=object)
+    ids = quarantine["record"].map(lambda r: json.loads(r).get(key)).dropna()
+    return np.unique(ids.astype(str).to_numpy(dtype=object))
 
 
 def failing_days(quality: pd.DataFrame) -> set[pd.Timestamp]:
@@ -105,8 +124,9 @@ def build_churn_training_set(
     excluded_customers: np.ndarray,
     excluded_days: set[pd.Timestamp],
     month_start: pd.Timestamp,
+    snapshots: pd.DatetimeIndex | None = None,
 ) -> pd.DataFrame:
-    """One row per (day, customer) with features, label, split and the verified flag.
+    """One row per (snapshot day, customer) with features, label, split and the verified flag.
 
     ``verified`` is False for customers with quarantined rows and days whose data checks failed;
     training uses verified rows only, the full set is kept for comparison.
@@ -114,6 +134,8 @@ def build_churn_training_set(
     rows = features.merge(
         labels[["as_of_date", "customer_id", "churned"]], on=["as_of_date", "customer_id"]
     )
+    if snapshots is not None:
+        rows = rows[rows["as_of_date"].isin(snapshots)]
     day = rows["as_of_date"]
     split = np.select(
         [
@@ -175,14 +197,16 @@ def build_manifest(
 
 
 def selection_split(train: pd.DataFrame, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the training rows in time: the last days pick boosting rounds and the search trial.
+    """Split the training rows in time: the last as-of days pick boosting rounds and the trial.
 
     The out-of-time validation slice the gates judge on is then never used for fitting or for
     selection, so the challenger is not tuned on the rows it is compared with the champion on.
-    At most a quarter of the training days are used for selection.
+    Selection takes the as-of days within the last ``days`` calendar days, at least one and at
+    most a quarter of them (training keeps the rest).
     """
-    day = pd.to_datetime(train["as_of_date"])
-    n_days = day.dt.normalize().nunique()
-    span = max(1, min(days, n_days // 4))
-    cut = day.max().normalize() - pd.Timedelta(days=span - 1)
+    day = pd.to_datetime(train["as_of_date"]).dt.normalize()
+    unique = pd.DatetimeIndex(day.unique()).sort_values()
+    recent = int((unique > unique.max() - pd.Timedelta(days=days)).sum()) if len(unique) else 0
+    n_select = max(1, min(recent, len(unique) // 4))
+    cut = unique[-n_select] if len(unique) else pd.Timestamp.max
     return train[day < cut], train[day >= cut]

@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from lifecycle.sources import matching_files, parse_timestamps
+from lifecycle.sources import matching_files
 
 CHUNK = 1 << 20
 
@@ -107,25 +105,3 @@ def version_digest(versions: Iterable[tuple[str, str]], length: int = 16) -> str
     for path, sha in sorted(set(versions)):
         digest.update(f"{path}\0{sha}\n".encode())
     return digest.hexdigest()[:length]
-
-
-def read_timestamp_column(path: Path, column: str) -> pd.Series:
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return pd.read_parquet(path, columns=[column])[column]
-    return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=True)[column]
-
-
-def days_covered(
-    path: Path,
-    timestamp_column: str,
-    timezone: str,
-    timestamp_format: str | None = None,
-    timestamp_unit: str | None = None,
-) -> list[str]:
-    """Sorted local days (``YYYY-MM-DD``) of the file's rows, parsed exactly as the files
-    source parses them; rows whose timestamp does not parse cover no day."""
-    stamps = parse_timestamps(
-        read_timestamp_column(path, timestamp_column), timestamp_format, timestamp_unit, timezone
-    )
-    stamps = pd.to_datetime(stamps, errors="coerce").dropna()
-    return sorted(set(stamps.dt.strftime("%Y-%m-%d")))

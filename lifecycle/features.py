@@ -2,9 +2,15 @@
 
 Both work on a dense day × customer grid of daily activity with cumulative sums, so a window
 sum for every (day, customer) is one subtraction: a year of days costs about what one day does.
-Customers are processed in chunks to bound memory. A feature row for day D reads only activity
-in (D - W, D], where W is the longest window, and a label for D reads only (D, D + H]; that is
-what makes them point-in-time correct and makes a one-day run give the same rows as a range run.
+Customers are processed in chunks that bound the grid's cells, so memory does not grow with
+customers × days. A feature row for day D reads only activity up to and including D: windowed
+sums over (D - W, D] and lifetime aggregates (first/last purchase, lifetime count and spend)
+carried in from a ``prior`` state of everything before the grid. That is what makes them
+point-in-time correct and makes a one-day run give the same rows as a range run.
+
+The population of day D is every customer with a purchase on or before D (optionally leaving
+out those dormant for more than ``max_dormant_days``): a long-dormant customer is the likeliest
+churner, so dropping them would hide exactly the customers a score table is for.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+# Upper bound on grid cells (days × customers) held at once per array.
+CHUNK_CELLS = 20_000_000
+# Upper bound on customers per chunk (tests lower it to exercise chunking).
 CHUNK_CUSTOMERS = 200_000
 ACTIVITY_COLUMNS = ("activity_date", "customer_id", "txn_count", "spend", "max_amount")
+PRIOR_COLUMNS = ("customer_id", "first_date", "last_date", "txn_count", "spend", "active_days")
 
 
 def daily_activity(transactions: pd.DataFrame) -> pd.DataFrame:
@@ -26,13 +36,25 @@ def daily_activity(transactions: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(txn_count="size", spend="sum", max_amount="max").reset_index()
     out = out.rename(columns={"event_date": "activity_date"})
     out["txn_count"] = out["txn_count"].astype("int64")
+    out["customer_id"] = out["customer_id"].astype(object)
     return out.loc[:, list(ACTIVITY_COLUMNS)]
+
+
+def lifetime_columns() -> list[str]:
+    return [
+        "recency_days",
+        "tenure_days",
+        "lifetime_active_days",
+        "lifetime_txn_count",
+        "lifetime_spend",
+        "lifetime_avg_basket",
+    ]
 
 
 def feature_columns(windows: Sequence[int]) -> list[str]:
     """The model's input columns, in a fixed order shared by training and scoring."""
     longest = max(windows)
-    cols = ["recency_days", f"days_since_first_seen_{longest}d", f"active_days_{longest}d"]
+    cols = [*lifetime_columns(), f"active_days_{longest}d"]
     for w in windows:
         cols += [f"txn_count_{w}d", f"spend_{w}d"]
     cols += [f"avg_basket_{longest}d", "trend_short_long"]
@@ -41,13 +63,11 @@ def feature_columns(windows: Sequence[int]) -> list[str]:
 
 def features_schema(windows: Sequence[int]) -> pa.DataFrameSchema:
     """A feature row: one customer as of one day, every value a finite non-negative number."""
-    longest = max(windows)
     columns = {
         "as_of_date": pa.Column("datetime64[ns]"),
-        "customer_id": pa.Column("int64", pa.Check.ge(0)),
+        "customer_id": pa.Column(str),
         **{name: pa.Column("float64", pa.Check.ge(0)) for name in feature_columns(windows)},
     }
-    columns["recency_days"] = pa.Column("float64", pa.Check.in_range(0, longest - 1))
     return pa.DataFrameSchema(
         columns, unique=["as_of_date", "customer_id"], strict=True, name="CustomerFeatures"
     )
@@ -56,7 +76,7 @@ def features_schema(windows: Sequence[int]) -> pa.DataFrameSchema:
 LABELS_SCHEMA = pa.DataFrameSchema(
     {
         "as_of_date": pa.Column("datetime64[ns]"),
-        "customer_id": pa.Column("int64", pa.Check.ge(0)),
+        "customer_id": pa.Column(str),
         "purchases_in_horizon": pa.Column("int64", pa.Check.ge(0)),
         "churned": pa.Column("int64", pa.Check.isin([0, 1])),
     },
@@ -64,6 +84,41 @@ LABELS_SCHEMA = pa.DataFrameSchema(
     strict=True,
     name="ChurnLabels",
 )
+
+
+def lifetime_before(activity: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
+    """Per customer, the lifetime aggregates of activity strictly before ``day``.
+
+    The asset gets the same frame from one SQL group-by over the warehouse; this pure version
+    is the reference it is tested against.
+    """
+    before = activity[activity["activity_date"] < day]
+    grouped = before.groupby("customer_id", sort=True)
+    out = grouped.agg(
+        first_date=("activity_date", "min"),
+        last_date=("activity_date", "max"),
+        txn_count=("txn_count", "sum"),
+        spend=("spend", "sum"),
+        active_days=("activity_date", "size"),
+    ).reset_index()
+    return _typed_prior(out)
+
+
+def _typed_prior(prior: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": prior["customer_id"].astype(object),
+            "first_date": pd.to_datetime(prior["first_date"]).astype("datetime64[ns]"),
+            "last_date": pd.to_datetime(prior["last_date"]).astype("datetime64[ns]"),
+            "txn_count": prior["txn_count"].astype("float64"),
+            "spend": prior["spend"].astype("float64"),
+            "active_days": prior["active_days"].astype("float64"),
+        }
+    )
+
+
+def empty_prior() -> pd.DataFrame:
+    return _typed_prior(pd.DataFrame({c: [] for c in PRIOR_COLUMNS}))
 
 
 @dataclass(frozen=True)
@@ -75,21 +130,30 @@ class _Grid:
     spend: np.ndarray
 
 
-def _grids(activity: pd.DataFrame, first_day: pd.Timestamp, n_days: int) -> Iterator[_Grid]:
-    customers = np.unique(activity["customer_id"].to_numpy())
+def _chunk_size(n_days: int) -> int:
+    return max(1, min(CHUNK_CUSTOMERS, CHUNK_CELLS // max(n_days, 1)))
+
+
+def _grids(
+    activity: pd.DataFrame, customers: np.ndarray, first_day: pd.Timestamp, n_days: int
+) -> Iterator[_Grid]:
+    """Dense grids over ``customers`` (sorted unique ids) for days first_day … +n_days."""
     day = ((activity["activity_date"] - first_day).dt.days).to_numpy()
     keep = (day >= 0) & (day < n_days)
-    for lo in range(0, len(customers), CHUNK_CUSTOMERS):
-        chunk = customers[lo : lo + CHUNK_CUSTOMERS]
-        col = np.searchsorted(chunk, activity["customer_id"].to_numpy())
-        inside = keep & (col < len(chunk))
-        inside[inside] &= chunk[col[inside]] == activity["customer_id"].to_numpy()[inside]
+    ids = activity["customer_id"].to_numpy()[keep]
+    day, counts = day[keep], activity["txn_count"].to_numpy()[keep]
+    spends = activity["spend"].to_numpy()[keep]
+    col_all = pd.Index(customers).get_indexer(ids)
+    step = _chunk_size(n_days)
+    for lo in range(0, len(customers), step):
+        chunk = customers[lo : lo + step]
+        inside = (col_all >= lo) & (col_all < lo + len(chunk))
         shape = (n_days, len(chunk))
         count = np.zeros(shape, dtype=np.float64)
         spend = np.zeros(shape, dtype=np.float64)
-        idx = (day[inside], col[inside])
-        count[idx] = activity["txn_count"].to_numpy()[inside]
-        spend[idx] = activity["spend"].to_numpy()[inside]
+        idx = (day[inside], col_all[inside] - lo)
+        count[idx] = counts[inside]
+        spend[idx] = spends[inside]
         yield _Grid(chunk, count, spend)
 
 
@@ -104,34 +168,73 @@ def _cumsum0(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def customer_features(
-    activity: pd.DataFrame, as_of_days: pd.DatetimeIndex, windows: Sequence[int]
-) -> pd.DataFrame:
-    """Features for every customer with a purchase in (D - W, D], for each D in ``as_of_days``.
+def _sorted_ids(*columns: pd.Series) -> np.ndarray:
+    ids = pd.unique(pd.concat([c.astype(object) for c in columns], ignore_index=True))
+    return np.sort(np.asarray(ids, dtype=object))
 
-    ``activity`` must cover (min D - W, max D]; rows outside are ignored.
+
+def customer_features(
+    activity: pd.DataFrame,
+    as_of_days: pd.DatetimeIndex,
+    windows: Sequence[int],
+    prior: pd.DataFrame | None = None,
+    max_dormant_days: int | None = None,
+) -> pd.DataFrame:
+    """Features of every known customer as of each D in ``as_of_days``.
+
+    ``activity`` must cover (min D - W, max D] (W the longest window); rows before that are
+    folded into the lifetime state. ``prior`` holds the lifetime aggregates of activity before
+    the earliest row of ``activity`` (see :func:`lifetime_before`); omit it when ``activity``
+    starts at the beginning of the data. A customer belongs to day D once their first purchase
+    is on or before D, and is left out when ``max_dormant_days`` is set and they have not bought
+    for longer than that (see :func:`population_counts` for the count of who was left out).
     """
     longest = max(windows)
     first_day = as_of_days.min() - pd.Timedelta(days=longest - 1)
+    earlier = activity[activity["activity_date"] < first_day]
+    state = empty_prior() if prior is None else _typed_prior(prior)
+    if len(earlier):
+        state = _merge_prior(state, lifetime_before(earlier, first_day))
+    activity = activity[activity["activity_date"] >= first_day]
     n_days = (as_of_days.max() - first_day).days + 1
     rows = np.asarray((as_of_days - first_day).days, dtype=np.int64)
     window_start = {w: np.maximum(rows + 1 - w, 0) for w in windows}
+    customers = _sorted_ids(activity["customer_id"], state["customer_id"])
+    base = state.set_index("customer_id").reindex(customers)
+    day_idx = np.arange(n_days, dtype=np.float64)[:, None]
     frames = []
-    for grid in _grids(activity, first_day, n_days):
+    left_out = 0
+    for lo, grid in _enumerate_grids(activity, customers, first_day, n_days):
+        prior_chunk = base.iloc[lo : lo + len(grid.customers)]
+        p_first = ((prior_chunk["first_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
+        p_last = ((prior_chunk["last_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
+        p_count = np.nan_to_num(prior_chunk["txn_count"].to_numpy(dtype=np.float64))
+        p_spend = np.nan_to_num(prior_chunk["spend"].to_numpy(dtype=np.float64))
+        p_days = np.nan_to_num(prior_chunk["active_days"].to_numpy(dtype=np.float64))
         cum_count, cum_spend = _cumsum0(grid.count), _cumsum0(grid.spend)
         active = grid.count > 0
-        day_idx = np.arange(n_days, dtype=np.float64)[:, None]
-        last_active = np.maximum.accumulate(np.where(active, day_idx, -np.inf), axis=0)[rows]
-        next_active = np.flipud(
-            np.minimum.accumulate(np.flipud(np.where(active, day_idx, np.inf)), axis=0)
-        )
-        first_in_window = next_active[window_start[longest]]
+        cum_active = _cumsum0(active.astype(np.float64))
+        last_seen = np.maximum.accumulate(np.where(active, day_idx, -np.inf), axis=0)[rows]
+        last_seen = np.where(np.isfinite(last_seen), last_seen, np.nan_to_num(p_last, nan=-np.inf))
+        first_in_grid = np.where(active.any(axis=0), active.argmax(axis=0), np.inf)
+        first_seen = np.where(np.isnan(p_first), first_in_grid, p_first)
+        known = first_seen[None, :] <= rows[:, None]
+        recency = rows[:, None] - last_seen
+        if max_dormant_days is not None:
+            dormant = known & (recency > max_dormant_days)
+            left_out += int(dormant.sum())
+            known &= ~dormant
+        life_count = p_count + cum_count[rows + 1]
+        # Rounded so sums split differently (SQL prior + grid) give identical money.
+        life_spend = np.round(p_spend + cum_spend[rows + 1], 6)
         cols: dict[str, np.ndarray] = {
-            "recency_days": rows[:, None] - last_active,
-            f"days_since_first_seen_{longest}d": rows[:, None] - first_in_window,
-            f"active_days_{longest}d": _window_sum(
-                _cumsum0(active.astype(np.float64)), rows, window_start[longest]
-            ),
+            "recency_days": recency,
+            "tenure_days": rows[:, None] - first_seen[None, :],
+            "lifetime_active_days": p_days + cum_active[rows + 1],
+            "lifetime_txn_count": life_count,
+            "lifetime_spend": life_spend,
+            "lifetime_avg_basket": life_spend / np.maximum(life_count, 1),
+            f"active_days_{longest}d": _window_sum(cum_active, rows, window_start[longest]),
         }
         for w in windows:
             cols[f"txn_count_{w}d"] = _window_sum(cum_count, rows, window_start[w])
@@ -144,25 +247,52 @@ def customer_features(
         cols["trend_short_long"] = (cols[f"txn_count_{short}d"] / short) / (
             np.maximum(n_long, 1) / longest
         )
-        present = n_long > 0
-        r, c = np.nonzero(present)
-        frame = pd.DataFrame(
-            {
-                "as_of_date": as_of_days[r],
-                "customer_id": grid.customers[c].astype("int64"),
-                **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
-            }
+        r, c = np.nonzero(known)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "as_of_date": as_of_days[r],
+                    "customer_id": grid.customers[c],
+                    **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
+                }
+            )
         )
-        frames.append(frame)
     out = pd.concat(frames, ignore_index=True) if frames else _empty_features(windows)
-    return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
+    out["customer_id"] = out["customer_id"].astype(object)
+    out = out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
+    # (day, customer) pairs of known customers left out by the population rule, for metadata.
+    out.attrs["left_out_dormant"] = left_out
+    return out
+
+
+def _enumerate_grids(
+    activity: pd.DataFrame, customers: np.ndarray, first_day: pd.Timestamp, n_days: int
+) -> Iterator[tuple[int, _Grid]]:
+    lo = 0
+    for grid in _grids(activity, customers, first_day, n_days):
+        yield lo, grid
+        lo += len(grid.customers)
+
+
+def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Combine two lifetime states (of disjoint day ranges)."""
+    both = pd.concat([a, b], ignore_index=True)
+    grouped = both.groupby("customer_id", sort=True)
+    out = grouped.agg(
+        first_date=("first_date", "min"),
+        last_date=("last_date", "max"),
+        txn_count=("txn_count", "sum"),
+        spend=("spend", "sum"),
+        active_days=("active_days", "sum"),
+    ).reset_index()
+    return _typed_prior(out)
 
 
 def _empty_features(windows: Sequence[int]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "as_of_date": pd.Series(dtype="datetime64[ns]"),
-            "customer_id": pd.Series(dtype="int64"),
+            "customer_id": pd.Series(dtype=object),
             **{c: pd.Series(dtype="float64") for c in feature_columns(windows)},
         }
     )
@@ -178,7 +308,7 @@ def churn_labels(
         return pd.DataFrame(
             {
                 "as_of_date": pd.Series(dtype="datetime64[ns]"),
-                "customer_id": pd.Series(dtype="int64"),
+                "customer_id": pd.Series(dtype=object),
                 "purchases_in_horizon": pd.Series(dtype="int64"),
                 "churned": pd.Series(dtype="int64"),
             }
@@ -186,27 +316,22 @@ def churn_labels(
     days = pd.DatetimeIndex(population["as_of_date"].unique()).sort_values()
     first_day = days.min()
     n_days = (days.max() - first_day).days + horizon_days + 1
-    # Every customer of the population gets a (zero) row so the grid has a column for them.
-    placeholders = population[["customer_id"]].assign(
-        activity_date=first_day, txn_count=0, spend=0.0
-    )
-    future = pd.concat([activity, placeholders], ignore_index=True)
-    frames = []
-    for grid in _grids(future, first_day, n_days):
+    customers = _sorted_ids(population["customer_id"])
+    # One future-purchase count per (day offset, customer) from the cumulative grid.
+    day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
+    col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
+    purchases = np.zeros(len(population), dtype=np.int64)
+    for lo, grid in _enumerate_grids(activity, customers, first_day, n_days):
         cum = _cumsum0(grid.count)
-        sub = population[population["customer_id"].isin(grid.customers)]
-        row = (sub["as_of_date"] - first_day).dt.days.to_numpy()
-        col = np.searchsorted(grid.customers, sub["customer_id"].to_numpy())
-        purchases = cum[row + horizon_days + 1, col] - cum[row + 1, col]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "as_of_date": sub["as_of_date"].to_numpy(),
-                    "customer_id": sub["customer_id"].to_numpy().astype("int64"),
-                    "purchases_in_horizon": purchases.astype("int64"),
-                    "churned": (purchases == 0).astype("int64"),
-                }
-            )
-        )
-    out = pd.concat(frames, ignore_index=True)
+        mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
+        row, col = day_of[mine], col_of[mine] - lo
+        purchases[mine] = (cum[row + horizon_days + 1, col] - cum[row + 1, col]).astype(np.int64)
+    out = pd.DataFrame(
+        {
+            "as_of_date": pd.to_datetime(population["as_of_date"]).to_numpy(),
+            "customer_id": population["customer_id"].astype(object).to_numpy(),
+            "purchases_in_horizon": purchases,
+            "churned": (purchases == 0).astype("int64"),
+        }
+    )
     return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)

@@ -72,23 +72,36 @@ def beats_champion_auc(
 
 
 def input_drift(
-    reference: pd.DataFrame | None, candidate: pd.DataFrame, columns: Sequence[str], max_psi: float
+    reference: pd.DataFrame | None,
+    candidate: pd.DataFrame,
+    columns: Sequence[str],
+    max_psi: float,
+    informational: Sequence[str] = (),
 ) -> CheckOutcome:
     """Population stability of each feature between the champion's and the challenger's
-    training data; the worst feature decides."""
+    training data; the worst gated feature decides.
+
+    ``informational`` features are measured and shown but do not decide: cumulative features
+    (tenure, lifetime counts, uncapped recency) drift with the age of the history itself, so
+    gating on them would block every month while the history is young.
+    """
     name = "input_drift"
     if reference is None:
         return CheckOutcome(name, True, 0.0, max_psi, "no champion training data to compare yet")
     per_feature = feature_psi(reference, candidate, columns)
+    gated = [c for c in columns if c not in set(informational)] or list(columns)
     # A NaN PSI (a feature missing on one side) counts as the worst drift, never as none.
-    worst = max(per_feature, key=lambda c: (np.isnan(per_feature[c]), per_feature[c]))
+    worst = max(gated, key=lambda c: (np.isnan(per_feature[c]), per_feature[c]))
+    shown: dict[str, float | str] = {f"psi_{c}": float(v) for c, v in per_feature.items()}
+    if informational:
+        shown["not_gated"] = ", ".join(c for c in columns if c in set(informational))
     return CheckOutcome(
         name,
         passed=bool(per_feature[worst] <= max_psi),  # False for NaN
         observed=float(per_feature[worst]),
         threshold=max_psi,
-        detail=f"worst feature {worst}: PSI {per_feature[worst]:.3f} (bound {max_psi})",
-        extra={f"psi_{c}": float(v) for c, v in per_feature.items()},
+        detail=f"worst gated feature {worst}: PSI {per_feature[worst]:.3f} (bound {max_psi})",
+        extra=shown,
     )
 
 

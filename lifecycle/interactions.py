@@ -1,9 +1,9 @@
 """Glue between the warehouse's long tables and the recommender's matrices.
 
-A training set is stored long (user, item, confidence, split) so it is queryable and hashable;
-it round-trips exactly to the ``InteractionData`` the recommender trains on. Evaluation of any
-bundle (challenger or champion) goes through the same serving path on the same holdout, so the
-champion is re-evaluated, not quoted.
+A training set is stored long (user, item, weight, split) so it is queryable and hashable; it
+round-trips exactly to the :class:`InteractionSplits` the recommender trains on. Evaluation of
+any bundle (challenger or champion) goes through the same serving path on the same holdout, so
+the champion is re-evaluated, not quoted.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from lifecycle.rec_data import SPLITS, InteractionData, InteractionSplits, Weighting, as_ids
 from lifecycle.recommender import (
-    InteractionData,
     RankingMetrics,
     RecommenderBundle,
-    evaluate_recommendations,
+    metrics_from_pairs,
     recommend_users,
 )
 
-TABLE_COLUMNS = ("user_id", "item_id", "confidence", "split")
+TABLE_COLUMNS = ("user_id", "item_id", "weight", "split")
 RECOMMENDATION_COLUMNS = (
     "user_id",
     "as_of_date",
@@ -34,103 +34,91 @@ RECOMMENDATION_COLUMNS = (
 )
 
 
-def to_table(data: InteractionData) -> pd.DataFrame:
-    coo = data.train.tocoo()
-    train = pd.DataFrame(
+def to_table(splits: InteractionSplits) -> pd.DataFrame:
+    """One row per distinct pair: the user's ids, the aggregated raw weight and its slice."""
+    order = np.lexsort((splits.cols, splits.rows, splits.split))
+    return pd.DataFrame(
         {
-            "user_id": data.user_ids[coo.row],
-            "item_id": data.item_ids[coo.col],
-            "confidence": coo.data.astype("float64"),
-            "split": "train",
+            "user_id": splits.user_ids[splits.rows[order]],
+            "item_id": splits.item_ids[splits.cols[order]],
+            "weight": splits.weight[order],
+            "split": np.asarray(SPLITS, dtype=object)[splits.split[order]],
         }
     )
-    holdout = data.holdout.assign(confidence=0.0, split="holdout")
-    table = pd.concat([train, holdout.loc[:, list(TABLE_COLUMNS)]], ignore_index=True)
-    return table.sort_values(["split", "user_id", "item_id"], kind="stable", ignore_index=True)
 
 
-def from_table(table: pd.DataFrame) -> InteractionData:
-    """Inverse of ``to_table``: every user has train rows, every item appears somewhere."""
-    user_ids = np.unique(table["user_id"].to_numpy(dtype=np.int64))
-    item_ids = np.unique(table["item_id"].to_numpy(dtype=np.int64))
-    train = table[table["split"] == "train"]
-    matrix = sp.csr_matrix(
-        (
-            train["confidence"].to_numpy(dtype=np.float32),
-            (
-                np.searchsorted(user_ids, train["user_id"].to_numpy(dtype=np.int64)),
-                np.searchsorted(item_ids, train["item_id"].to_numpy(dtype=np.int64)),
-            ),
-        ),
-        shape=(len(user_ids), len(item_ids)),
-    )
-    matrix.sort_indices()
-    holdout = (
-        table.loc[table["split"] == "holdout", ["user_id", "item_id"]]
-        .astype("int64")
-        .sort_values(["user_id", "item_id"], ignore_index=True)
-    )
-    return InteractionData(train=matrix, user_ids=user_ids, item_ids=item_ids, holdout=holdout)
+def from_table(table: pd.DataFrame, weighting: Weighting, origin: str) -> InteractionSplits:
+    """Inverse of :func:`to_table`; a malformed table fails naming ``origin`` and the problem."""
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{origin}: missing column(s) {missing}")
+    if table.empty:
+        raise ValueError(f"{origin}: no rows")
+    users, user_ids = pd.factorize(as_ids(table["user_id"], f"{origin}.user_id"), sort=True)
+    items, item_ids = pd.factorize(as_ids(table["item_id"], f"{origin}.item_id"), sort=True)
+    split = pd.Index(SPLITS).get_indexer(table["split"])
+    if (split < 0).any():
+        unknown = sorted(map(str, pd.unique(table["split"][split < 0])))
+        raise ValueError(f"{origin}: unknown split value(s) {unknown}; expected {list(SPLITS)}")
+    weight = table["weight"].to_numpy(dtype=np.float64)
+    if not (np.isfinite(weight) & (weight >= 0)).all():
+        raise ValueError(f"{origin}: weights must be finite and >= 0")
+    try:
+        return InteractionSplits(
+            user_ids=np.asarray(user_ids, dtype=object),
+            item_ids=np.asarray(item_ids, dtype=object),
+            rows=users.astype(np.int64),
+            cols=items.astype(np.int64),
+            weight=weight,
+            split=split.astype(np.int8),
+            weighting=weighting,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{origin}: {exc}") from None
 
 
-def seen_matrix(data: InteractionData) -> sp.csr_matrix:
-    """Everything each user had in the training window: train entries plus the held-out items.
-
-    The served bundle filters with this, so a known user is never shown an item they already
-    had, including the most recent ones that were held out for evaluation.
-    """
-    holdout = data.holdout
-    marks = sp.csr_matrix(
-        (
-            np.ones(len(holdout), dtype=np.float32),
-            (
-                np.searchsorted(data.user_ids, holdout["user_id"].to_numpy(dtype=np.int64)),
-                np.searchsorted(data.item_ids, holdout["item_id"].to_numpy(dtype=np.int64)),
-            ),
-        ),
-        shape=data.train.shape,
-    )
-    seen = (data.train + marks).tocsr()
-    seen.sort_indices()
-    return seen
-
-
-def serving_bundle(bundle: RecommenderBundle, data: InteractionData) -> RecommenderBundle:
-    return replace(bundle, user_items=seen_matrix(data))
+def _pairs_in(
+    bundle: RecommenderBundle, users: pd.Series, items: pd.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bundle matrix (rows, cols) of the pairs, and which of them the bundle can represent."""
+    rows = bundle.user_index.get_indexer(users)
+    cols = bundle.item_index.get_indexer(items)
+    return rows, cols, (rows >= 0) & (cols >= 0)
 
 
 def seen_in(bundle: RecommenderBundle, data: InteractionData) -> sp.csr_matrix:
     """``data``'s training pairs in the bundle's own user/item index (pairs it cannot
     represent are dropped), so any bundle filters exactly what the holdout's users had."""
     coo = data.train.tocoo()
-    users, items = data.user_ids[coo.row], data.item_ids[coo.col]
-    n_users, n_items = len(bundle.user_ids), len(bundle.item_ids)
-    rows = np.minimum(np.searchsorted(bundle.user_ids, users), max(n_users - 1, 0))
-    cols = np.minimum(np.searchsorted(bundle.item_ids, items), max(n_items - 1, 0))
-    known = (bundle.user_ids[rows] == users) & (bundle.item_ids[cols] == items)
+    users = pd.Series(data.user_ids[coo.row])
+    items = pd.Series(data.item_ids[coo.col])
+    rows, cols, known = _pairs_in(bundle, users, items)
     seen = sp.csr_matrix(
-        (coo.data[known], (rows[known], cols[known])), shape=(n_users, n_items), dtype=np.float32
+        (coo.data[known], (rows[known], cols[known])),
+        shape=(len(bundle.user_ids), len(bundle.item_ids)),
+        dtype=np.float32,
     )
     seen.sort_indices()
     return seen
 
 
+def trained_on(bundle: RecommenderBundle, pairs: pd.DataFrame) -> np.ndarray:
+    """Per (user_id, item_id) row of ``pairs``: was it in the bundle's training matrix?"""
+    rows, cols, known = _pairs_in(bundle, pairs["user_id"], pairs["item_id"])
+    trained = np.zeros(len(pairs), dtype=bool)
+    trained[known] = np.asarray(bundle.user_items[rows[known], cols[known]]).ravel() != 0
+    return trained
+
+
 def holdout_unseen_by(bundle: RecommenderBundle, data: InteractionData) -> InteractionData:
     """``data`` with only the held-out pairs ``bundle`` never trained on.
 
-    An older champion's training window overlaps the challenger's holdout, so on the full
-    holdout it would be graded on answers it memorised; on this subset both models are blind.
+    A champion's training window overlaps the challenger's holdout (its served fit trained on
+    its whole window), so on the full holdout it would be graded on answers it memorised; on
+    this subset both models are blind.
     """
-    holdout = data.holdout
-    users = holdout["user_id"].to_numpy(dtype=np.int64)
-    items = holdout["item_id"].to_numpy(dtype=np.int64)
-    n_users, n_items = len(bundle.user_ids), len(bundle.item_ids)
-    rows = np.minimum(np.searchsorted(bundle.user_ids, users), max(n_users - 1, 0))
-    cols = np.minimum(np.searchsorted(bundle.item_ids, items), max(n_items - 1, 0))
-    known = (bundle.user_ids[rows] == users) & (bundle.item_ids[cols] == items)
-    trained = np.zeros(len(holdout), dtype=bool)
-    trained[known] = np.asarray(bundle.user_items[rows[known], cols[known]]).ravel() != 0
-    return replace(data, holdout=holdout.loc[~trained].reset_index(drop=True))
+    keep = ~trained_on(bundle, data.holdout)
+    return replace(data, holdout=data.holdout.loc[keep].reset_index(drop=True))
 
 
 def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
@@ -141,18 +129,14 @@ def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) ->
     bundle does not know get its fallback, exactly as in production.
     """
     bundle = replace(bundle, user_items=seen_in(bundle, data))
-    holdout = data.holdout.sort_values(["user_id", "item_id"], ignore_index=True)
-    users, starts = np.unique(holdout["user_id"].to_numpy(dtype=np.int64), return_index=True)
+    local, users = pd.factorize(data.holdout["user_id"])
     recs = recommend_users(bundle, users, k)
     slot = np.full((len(users), k), -1, dtype=np.int64)
-    row = np.searchsorted(users, recs["user_id"].to_numpy(dtype=np.int64))
-    item_pos = np.searchsorted(data.item_ids, recs["item_id"].to_numpy(dtype=np.int64))
-    item_pos = np.minimum(item_pos, len(data.item_ids) - 1)
-    known = data.item_ids[item_pos] == recs["item_id"].to_numpy(dtype=np.int64)
-    slot[row, recs["rank"].to_numpy() - 1] = np.where(known, item_pos, -1)
-    hold_items = np.searchsorted(data.item_ids, holdout["item_id"].to_numpy(dtype=np.int64))
-    holdout_sets = np.split(hold_items, starts[1:])
-    return evaluate_recommendations(slot, holdout_sets, len(data.item_ids), k)
+    row = pd.Index(users).get_indexer(recs["user_id"])
+    # Items outside data's catalogue cannot be a hit; -1 leaves the slot empty.
+    slot[row, recs["rank"].to_numpy() - 1] = data.item_index.get_indexer(recs["item_id"])
+    hold_items = data.item_index.get_indexer(data.holdout["item_id"])
+    return metrics_from_pairs(slot, local.astype(np.int64), hold_items, data.n_items, k)
 
 
 def active_users(events: pd.DataFrame, days: pd.DatetimeIndex, window: int) -> pd.DataFrame:
@@ -162,7 +146,7 @@ def active_users(events: pd.DataFrame, days: pd.DatetimeIndex, window: int) -> p
     """
     first = days.min() - pd.Timedelta(days=window - 1)
     n_days = (days.max() - first).days + 1
-    users, col = np.unique(events["user_id"].to_numpy(dtype=np.int64), return_inverse=True)
+    col, users = pd.factorize(as_ids(events["user_id"], "interactions.user_id"), sort=True)
     day = (pd.to_datetime(events["event_date"]) - first).dt.days.to_numpy()
     inside = (day >= 0) & (day < n_days)
     grid = np.zeros((n_days + 1, len(users)), dtype=np.int32)
@@ -171,7 +155,7 @@ def active_users(events: pd.DataFrame, days: pd.DatetimeIndex, window: int) -> p
     rows = np.asarray((days - first).days, dtype=np.int64)
     active = (cum[rows + 1] - cum[np.maximum(rows + 1 - window, 0)]) > 0
     r, c = np.nonzero(active)
-    return pd.DataFrame({"as_of_date": days[r], "user_id": users[c]})
+    return pd.DataFrame({"as_of_date": days[r], "user_id": np.asarray(users, dtype=object)[c]})
 
 
 def recommendation_table(

@@ -14,7 +14,7 @@ def score_table(
     """One row per scored customer and day; decile 10 holds a day's riskiest tenth."""
     table = pd.DataFrame(
         {
-            "customer_id": population["customer_id"].to_numpy().astype("int64"),
+            "customer_id": population["customer_id"].astype(object).to_numpy(),
             "as_of_date": pd.to_datetime(population["as_of_date"]).to_numpy(),
             "model_name": model_name,
             "model_version": model_version,

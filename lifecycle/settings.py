@@ -59,7 +59,11 @@ class SyntheticSettings(_Strict):
 
 
 class ColumnMap(_Strict):
-    """Maps the user's column names (values) onto ours (keys)."""
+    """Maps the user's column names (values) onto ours (keys).
+
+    ``timestamp`` serves both tables; ``transactions_timestamp`` / ``interactions_timestamp``
+    override it where an orders export and a ratings file name their time column differently.
+    """
 
     customer_id: str = "customer_id"
     timestamp: str = "timestamp"
@@ -67,9 +71,16 @@ class ColumnMap(_Strict):
     user_id: str = "user_id"
     item_id: str = "item_id"
     weight: str | None = "weight"
+    transactions_timestamp: str | None = None
+    interactions_timestamp: str | None = None
 
 
 class FilesSettings(_Strict):
+    """CSV or Parquet exports. Timestamp style: ``timestamp_format`` *or* ``timestamp_unit`` for
+    both tables, overridable per table (``interactions_timestamp_unit: s`` for a ratings file
+    next to an orders export with ISO dates). Neither: ISO 8601 / common formats, offsets
+    honoured, naive times taken as local time of ``timezone``."""
+
     transactions_glob: str | None = None
     interactions_glob: str | None = None
     columns: ColumnMap = ColumnMap()
@@ -77,22 +88,50 @@ class FilesSettings(_Strict):
     timestamp_unit: Literal["s", "ms", "us", "ns"] | None = Field(
         None, description="Epoch unit when timestamps are numbers"
     )
+    transactions_timestamp_format: str | None = None
+    transactions_timestamp_unit: Literal["s", "ms", "us", "ns"] | None = None
+    interactions_timestamp_format: str | None = None
+    interactions_timestamp_unit: Literal["s", "ms", "us", "ns"] | None = None
+    encoding: str = Field("utf-8", description="Text encoding of CSV files, e.g. latin-1")
+    delimiter: str = Field(",", min_length=1, description="CSV field separator, e.g. ; or \\t")
 
     @model_validator(mode="after")
     def _one_timestamp_style(self) -> FilesSettings:
         if not (self.transactions_glob or self.interactions_glob):
             raise ValueError("set transactions_glob, interactions_glob or both")
-        if self.timestamp_format and self.timestamp_unit:
-            raise ValueError("set at most one of timestamp_format and timestamp_unit")
+        pairs = {
+            "": (self.timestamp_format, self.timestamp_unit),
+            "transactions_": (self.transactions_timestamp_format, self.transactions_timestamp_unit),
+            "interactions_": (self.interactions_timestamp_format, self.interactions_timestamp_unit),
+        }
+        for prefix, (fmt, unit) in pairs.items():
+            if fmt and unit:
+                raise ValueError(
+                    f"set at most one of {prefix}timestamp_format and {prefix}timestamp_unit"
+                )
         return self
+
+    def timestamp_style(self, table: str) -> tuple[str | None, str | None]:
+        """(format, unit) for one table: its own setting if any, else the shared one."""
+        fmt = getattr(self, f"{table}_timestamp_format")
+        unit = getattr(self, f"{table}_timestamp_unit")
+        if fmt or unit:
+            return fmt, unit
+        return self.timestamp_format, self.timestamp_unit
 
 
 class SqlSettings(_Strict):
     url_env: str = Field(
         "SOURCE_DATABASE_URL", description="Environment variable holding the SQLAlchemy URL"
     )
-    transactions_query: str
+    transactions_query: str | None = None
     interactions_query: str | None = None
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SqlSettings:
+        if not (self.transactions_query or self.interactions_query):
+            raise ValueError("set transactions_query, interactions_query or both")
+        return self
 
 
 class SourceSettings(_Strict):
@@ -109,14 +148,42 @@ class SourceSettings(_Strict):
             raise ValueError("source.kind is 'sql' but source.sql is missing")
         return self
 
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The raw tables this source provides; each model family exists only if its table does."""
+        if self.kind == "files" and self.files is not None:
+            globs = {"transactions": self.files.transactions_glob}
+            globs["interactions"] = self.files.interactions_glob
+            return tuple(t for t in ("transactions", "interactions") if globs[t])
+        if self.kind == "sql" and self.sql is not None:
+            queries = {"transactions": self.sql.transactions_query}
+            queries["interactions"] = self.sql.interactions_query
+            return tuple(t for t in ("transactions", "interactions") if queries[t])
+        return ("transactions", "interactions")
+
 
 class ValidationSettings(_Strict):
+    """Row rules and what a day without valid rows means.
+
+    ``on_empty_day``: ``fail`` stops the run naming the days (a feed that must never be quiet);
+    ``warn`` (default: real logs have quiet days) loads them, flags them in the daily-quality
+    table and fails the WARN quarantine check; ``allow`` only records them.
+    """
+
     max_quarantine_share: Annotated[float, Field(ge=0, le=1)] = 0.05
-    on_empty_day: Literal["fail", "allow"] = "fail"
+    on_empty_day: Literal["fail", "warn", "allow"] = "warn"
+    max_amount: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e7
+    max_weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e7
 
 
 class FeatureSettings(_Strict):
     windows: tuple[int, ...] = (7, 30, 90)
+    max_dormant_days: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="Population rule of features, labels, training sets and scores: every "
+        "customer with a purchase on or before D, except (when set) those without one in the "
+        "last N days. Left-out customers are counted in the features' metadata.",
+    )
 
     @field_validator("windows")
     @classmethod
@@ -155,8 +222,19 @@ class ChurnCheckSettings(_Strict):
 
 
 class ChurnSettings(_Strict):
-    train_months: Annotated[int, Field(gt=0)] = 3
-    validation_days: Annotated[int, Field(gt=0)] = 14
+    train_months: Annotated[int, Field(gt=0)] = Field(
+        3, description="Months of as-of days to train on, after purging by the horizon"
+    )
+    # At most four weeks: a champion trained the month before must not have seen this slice.
+    validation_days: Annotated[int, Field(gt=0, le=28)] = 14
+    snapshot_every_days: Annotated[int, Field(gt=0, le=31)] = Field(
+        7,
+        description="Training sets keep every N-th as-of day (counted back from the last "
+        "validation day): rows grow with customers × snapshots, not customers × days",
+    )
+    min_train_days: Annotated[int, Field(gt=0)] = Field(
+        28, description="A month trains only once this many warmed-up training days exist"
+    )
     search: ChurnSearchSettings = ChurnSearchSettings()
     checks: ChurnCheckSettings = ChurnCheckSettings()
 
@@ -181,8 +259,17 @@ class RecommenderCheckSettings(_Strict):
 
 class RecommenderSettings(_Strict):
     lookback_months: Annotated[int, Field(gt=0)] = 3
-    holdout_k: Annotated[int, Field(gt=0)] = 5
-    min_user_interactions: Annotated[int, Field(gt=0)] = 10
+    holdout_k: Annotated[int, Field(gt=0)] = Field(
+        5,
+        description="Per user, the last holdout_k items are the gate slice (the promotion gates "
+        "judge on it) and the holdout_k before them the selection slice (the grid search "
+        "chooses on it); the served model is then refit on everything.",
+    )
+    min_user_interactions: Annotated[int, Field(gt=0)] = Field(
+        10,
+        description="Distinct items a user needs to get both slices (at least 2·holdout_k+1); "
+        "other users are trained on, not evaluated.",
+    )
     k: Annotated[int, Field(gt=0)] = 10
     active_days: Annotated[int, Field(gt=0)] = 30
     fallback_size: Annotated[int, Field(gt=0)] = 50

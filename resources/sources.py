@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import dagster as dg
 import pandas as pd
 
 from lifecycle.settings import Settings
-from lifecycle.sources import read_event_files, read_event_sql
+from lifecycle.sources import FileOptions, FilesRead, Window, read_event_sql, read_files
 from lifecycle.synthetic import SyntheticConfig, SyntheticShop, generate_shop
-from lifecycle.validation import INTERACTIONS, TRANSACTIONS, TableSpec
+from lifecycle.validation import INTERACTIONS, ROW_SOURCE, TRANSACTIONS
 
 SPECS = {"transactions": TRANSACTIONS, "interactions": INTERACTIONS}
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """A window's raw rows (each tagged with where it came from) and, for files, per-file
+    counts of how every row of every file was accounted for."""
+
+    frame: pd.DataFrame
+    files: pd.DataFrame | None = None
 
 
 class EventSource(dg.ConfigurableResource, ABC):
@@ -21,9 +32,18 @@ class EventSource(dg.ConfigurableResource, ABC):
 
     timezone: str = "UTC"
 
+    # What quarantine rows name as their source when the source has no files.
+    label: ClassVar[str] = "source"
+
     @abstractmethod
     def fetch(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Canonical columns, timestamps as naive local time, rows in ``[start, end)``."""
+
+    def read(self, table: str, window: Window) -> SourceRead:
+        """The rows the raw asset validates for ``window``; sources without files tag every
+        row with their label."""
+        frame = self.fetch(table, window.start, window.end)
+        return SourceRead(frame.assign(**{ROW_SOURCE: self.label}))
 
 
 @functools.lru_cache(maxsize=2)
@@ -35,6 +55,7 @@ def _shop(config: SyntheticConfig) -> SyntheticShop:
 class SyntheticSource(EventSource):
     """The seeded demo shop; the same seed and sizes always give the same rows."""
 
+    label: ClassVar[str] = "synthetic"
     seed: int = 7
     n_customers: int = 5000
     n_items: int = 1000
@@ -57,7 +78,10 @@ class SyntheticSource(EventSource):
         frame = shop.transactions if table == "transactions" else shop.interactions
         stamps = frame["timestamp"]
         lo, hi = stamps.searchsorted(start), stamps.searchsorted(end)
-        return frame.iloc[lo:hi].loc[:, list(SPECS[table].columns)].reset_index(drop=True)
+        spec = SPECS[table]
+        rows = frame.iloc[lo:hi].loc[:, list(spec.columns)].reset_index(drop=True)
+        # The generator numbers its customers and items; ids are text everywhere downstream.
+        return rows.assign(**{key: rows[key].astype(str) for key in spec.keys})
 
 
 class FilesSource(EventSource):
@@ -68,6 +92,11 @@ class FilesSource(EventSource):
     columns: dict[str, str | None] = {}
     timestamp_format: str | None = None
     timestamp_unit: str | None = None
+    # Per table (from settings: the table's own style, else the shared one).
+    timestamp_formats: dict[str, str | None] = {}
+    timestamp_units: dict[str, str | None] = {}
+    encoding: str = "utf-8"
+    delimiter: str = ","
 
     def pattern(self, table: str) -> str:
         pattern = self.transactions_glob if table == "transactions" else self.interactions_glob
@@ -75,24 +104,39 @@ class FilesSource(EventSource):
             raise ValueError(f"the files source has no {table}_glob configured")
         return pattern
 
-    def fetch(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        spec: TableSpec = SPECS[table]
+    def options(self, table: str) -> FileOptions:
+        fmt = self.timestamp_formats.get(table, self.timestamp_format)
+        unit = self.timestamp_units.get(table, self.timestamp_unit)
+        return FileOptions(fmt, unit, self.encoding, self.delimiter)
+
+    def mapping(self, table: str) -> dict[str, str | None]:
+        spec = SPECS[table]
+        own = self.columns.get(f"{table}_timestamp")
         mapping = {c: self.columns.get(c, c) for c in spec.columns}
-        return read_event_files(
+        return {**mapping, "timestamp": own or mapping["timestamp"]}
+
+    def read_files(self, table: str, window: Window) -> FilesRead:
+        return read_files(
             self.pattern(table),
-            spec,
-            mapping,
-            start,
-            end,
+            SPECS[table],
+            self.mapping(table),
+            window,
             self.timezone,
-            self.timestamp_format,
-            self.timestamp_unit,
+            self.options(table),
         )
+
+    def fetch(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        return self.read_files(table, Window(start, end)).frame
+
+    def read(self, table: str, window: Window) -> SourceRead:
+        found = self.read_files(table, window)
+        return SourceRead(found.frame, found.files)
 
 
 class SqlSource(EventSource):
     """A SQLAlchemy URL (from an environment variable) and one query per table."""
 
+    label: ClassVar[str] = "sql"
     url: str
     transactions_query: str | None = None
     interactions_query: str | None = None
@@ -114,6 +158,10 @@ def source_from_settings(settings: Settings) -> EventSource:
             columns=src.files.columns.model_dump(),
             timestamp_format=src.files.timestamp_format,
             timestamp_unit=src.files.timestamp_unit,
+            timestamp_formats={t: src.files.timestamp_style(t)[0] for t in SPECS},
+            timestamp_units={t: src.files.timestamp_style(t)[1] for t in SPECS},
+            encoding=src.files.encoding,
+            delimiter=src.files.delimiter,
         )
     if src.kind == "sql" and src.sql is not None:
         return SqlSource(

@@ -22,20 +22,28 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from assets.common import Partitions
-from assets.keys import ACTIVITY, CHURN_CHALLENGER, CHURN_DATASET, CHURN_SCORES, FEATURES, RAW
+from assets.keys import (
+    ACTIVITY,
+    CHURN_CHALLENGER,
+    CHURN_DATASET,
+    CHURN_SCORES,
+    FEATURES,
+    raw_keys,
+)
 from jobs import Jobs
 from lifecycle.alerts import Alert
 from lifecycle.drops import (
     Fingerprint,
     changed_paths,
-    days_covered,
     dump_cursor,
     load_cursor,
     scan_files,
     version_digest,
 )
 from lifecycle.settings import Settings
+from lifecycle.sources import file_days
 from resources.alerts import AlertResource
+from resources.sources import FilesSource, source_from_settings
 
 TRIGGER_TAG = "lifecycle/trigger"
 PARTITION_TAG = "dagster/partition"
@@ -50,11 +58,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def raw_keys(table: str) -> list[dg.AssetKey]:
-    """The raw table with its quarantine and quality outputs (one multi-asset, not subsettable)."""
-    return [key for key in RAW if key.path[1].split("_")[0] == table]
 
 
 def partition_exists(
@@ -218,6 +221,7 @@ def build_files_drop_sensor(
 ) -> dg.SensorDefinition:
     files, tz = settings.source.files, settings.timezone
     active = settings.source.kind == "files" and files is not None
+    reader = source_from_settings(settings) if active else None
     globs = (
         {
             table: pattern
@@ -242,7 +246,7 @@ def build_files_drop_sensor(
         "their rows cover (one run per day; a file version is never ingested twice).",
     )
     def files_drop_sensor(context: dg.SensorEvaluationContext):
-        if not active or files is None:
+        if not active or files is None or not isinstance(reader, FilesSource):
             return dg.SkipReason(f"source.kind is {settings.source.kind!r}, not 'files'")
         previous = load_cursor(context.cursor)
         current, tables_of = scan_files(globs, previous)
@@ -252,12 +256,18 @@ def build_files_drop_sensor(
         outside: set[str] = set()
         for path in changed_paths(current, previous):
             try:
-                days = days_covered(
-                    Path(path),
-                    files.columns.timestamp,
-                    tz,
-                    files.timestamp_format,
-                    files.timestamp_unit,
+                # Read exactly as the files source will (per-table column, format, encoding).
+                days = sorted(
+                    {
+                        day
+                        for table in tables_of[path]
+                        for day in file_days(
+                            Path(path),
+                            str(reader.mapping(table)["timestamp"]),
+                            tz,
+                            reader.options(table),
+                        )
+                    }
                 )
             except Exception as exc:
                 # Unreadable (or still being written): not marked as seen, looked at next tick.
@@ -440,9 +450,12 @@ def _training_in_flight(instance: dg.DagsterInstance, job_name: str, month: str)
 
 
 def build_sensors(settings: Settings, partitions: Partitions, jobs: Jobs) -> list:
-    return [
+    """Alerts always; the drift → retrain sensor only where the churn family exists."""
+    sensors = [
         build_files_drop_sensor(settings, partitions, jobs),
         build_run_failure_alert_sensor(),
         build_check_failure_alert_sensor(),
-        build_drift_retrain_sensor(settings, partitions, jobs),
     ]
+    if "churn" in jobs.keys.families:
+        sensors.append(build_drift_retrain_sensor(settings, partitions, jobs))
+    return sensors

@@ -31,6 +31,8 @@ SMALL = {
     "churn": {
         "train_months": 2,
         "validation_days": 10,
+        "min_train_days": 14,  # April has 23 warmed-up training days in this short world
+        "snapshot_every_days": 2,
         "search": {"n_trials": 2, "num_boost_round": 120, "early_stopping_rounds": 15},
         "checks": {"n_boot": 100},
     },

@@ -63,9 +63,17 @@ def test_first_challenger_is_trained_gated_and_promoted(world: World) -> None:
     assert version.metrics["roc_auc"] >= 0.70
     assert version.metrics["roc_auc"] > naive
     assert version.metrics["n_rows"] == len(valid)
-    assert Path(
-        world.settings.warehouse.artifact_root, "churn", version.version, "model.ubj"
-    ).exists()
+    # Two fits per version: the judged one (the gates' numbers) and the served refit that has
+    # also seen the selection and holdout slices.
+    folder = Path(world.settings.warehouse.artifact_root, "churn", version.version)
+    assert (folder / "model.ubj").exists() and (folder / "judged.ubj").exists()
+    assert set(version.files_sha256) == {"model.ubj", "judged.ubj"}
+    train = world.sql(
+        "select count(*) n from datasets.churn_training_set "
+        "where dataset_month = ? and split = 'train' and verified",
+        [pd.Timestamp(APRIL)],
+    )["n"][0]
+    assert version.params["served_train_rows"] == train + len(valid)
 
     promoted = world.run([CHURN_CHAMPION])
     meta = promoted.asset_materializations_for_node(CHURN_CHAMPION.to_python_identifier())[

@@ -22,7 +22,8 @@ from assets.keys import (
     REC_DATASET,
     RECOMMENDATIONS,
 )
-from lifecycle.settings import SettingsError, load_settings
+from lifecycle.settings import SETTINGS_ENV_VAR, SettingsError, load_settings
+from tests.half_world import settings_file
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {"raw", "features", "labels", "datasets", "models", "predictions"}
@@ -33,9 +34,13 @@ def graph():
     return definitions.defs.resolve_asset_graph()
 
 
-def test_dagster_validates_the_workspace() -> None:
-    """What `dagster dev` loads from the repo root with no flags."""
+@pytest.mark.parametrize("source", ["demo", "transactions only"])
+def test_dagster_validates_the_workspace(source: str, tmp_path: Path) -> None:
+    """What `dagster dev` loads from the repo root with no flags: the demo, and a user's
+    settings file whose source has a transaction log only (no interactions anywhere)."""
     env = {**os.environ, "DAGSTER_HOME": str(ROOT / "dagster_home")}
+    if source != "demo":
+        env[SETTINGS_ENV_VAR] = str(settings_file(tmp_path, "transactions"))
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "dagster"),

@@ -39,7 +39,8 @@ def activity_frame(rows: list[tuple[int, int, int, float]]) -> pd.DataFrame:
     return (
         frame.assign(
             activity_date=T0 + pd.to_timedelta(frame["offset"], unit="D"),
-            customer_id=frame["customer_id"].astype("int64"),
+            # Ids are strings as a user's export has them; leading zeros keep "007" apart from "7".
+            customer_id=frame["customer_id"].map(lambda c: f"{c:03d}" if c % 2 else str(c)),
             txn_count=frame["txn_count"].astype("int64"),
             spend=frame["spend"].astype("float64"),
             max_amount=frame["spend"].astype("float64"),
@@ -108,26 +109,51 @@ def test_daily_activity_hand_computed() -> None:
 
 
 def test_features_hand_computed() -> None:
-    """Recency, counts, spend, tenure, trend for windows (3, 7) as of 2026-03-07."""
+    """Lifetime and windowed features for windows (3, 7) as of 2026-03-07; customer 2, dormant
+    for 7 days (outside every window), is still in the population with uncapped recency."""
     features = customer_features(HAND, pd.DatetimeIndex([D]), (3, 7))
     assert list(features.columns) == ["as_of_date", "customer_id", *feature_columns((3, 7))]
     got = features.set_index("customer_id").drop(columns="as_of_date")
     expected = pd.DataFrame(
         {
-            "recency_days": [2.0, 0.0, 6.0],
-            "days_since_first_seen_7d": [6.0, 0.0, 6.0],
-            "active_days_7d": [2.0, 1.0, 1.0],
-            "txn_count_3d": [1.0, 1.0, 0.0],
-            "spend_3d": [10.0, 8.0, 0.0],
-            "txn_count_7d": [3.0, 1.0, 1.0],
-            "spend_7d": [40.0, 8.0, 4.0],
-            "avg_basket_7d": [40 / 3, 8.0, 4.0],
-            "trend_short_long": [(1 / 3) / (3 / 7), (1 / 3) / (1 / 7), 0.0],
+            "recency_days": [2.0, 0.0, 7.0, 6.0],
+            "tenure_days": [6.0, 0.0, 7.0, 6.0],
+            "lifetime_active_days": [2.0, 1.0, 1.0, 1.0],
+            "lifetime_txn_count": [3.0, 1.0, 1.0, 1.0],
+            "lifetime_spend": [40.0, 8.0, 5.0, 4.0],
+            "lifetime_avg_basket": [40 / 3, 8.0, 5.0, 4.0],
+            "active_days_7d": [2.0, 1.0, 0.0, 1.0],
+            "txn_count_3d": [1.0, 1.0, 0.0, 0.0],
+            "spend_3d": [10.0, 8.0, 0.0, 0.0],
+            "txn_count_7d": [3.0, 1.0, 0.0, 1.0],
+            "spend_7d": [40.0, 8.0, 0.0, 4.0],
+            "avg_basket_7d": [40 / 3, 8.0, 0.0, 4.0],
+            "trend_short_long": [(1 / 3) / (3 / 7), (1 / 3) / (1 / 7), 0.0, 0.0],
         },
-        index=pd.Index([1, 3, 4], name="customer_id"),
+        index=pd.Index(["001", "003", "2", "4"], name="customer_id", dtype=object),
     )
     pd.testing.assert_frame_equal(got, expected)
     assert (features["as_of_date"] == D).all()
+
+
+def test_dormant_rule_leaves_out_and_counts() -> None:
+    """With max_dormant_days, customers without a purchase for longer are left out, counted."""
+    features = customer_features(HAND, pd.DatetimeIndex([D]), (3, 7), max_dormant_days=6)
+    assert list(features["customer_id"]) == ["001", "003", "4"]  # "2" left out
+    assert features.attrs["left_out_dormant"] == 1
+
+
+def test_prior_state_equals_full_history() -> None:
+    """Lifetime aggregates carried in as a prior state give the rows full history gives."""
+    later = D + pd.Timedelta(days=4)
+    cut = D - pd.Timedelta(days=2)
+    full = customer_features(HAND, pd.DatetimeIndex([later]), (3,))
+    prior = lf.lifetime_before(HAND, cut)
+    carried = customer_features(
+        HAND[HAND["activity_date"] >= cut], pd.DatetimeIndex([later]), (3,), prior=prior
+    )
+    pd.testing.assert_frame_equal(full, carried)
+    assert len(full) == 4
 
 
 def test_labels_hand_computed() -> None:
@@ -137,9 +163,10 @@ def test_labels_hand_computed() -> None:
     ]
     labels = churn_labels(population, HAND, horizon_days=3)
     assert labels.to_dict("records") == [
-        {"as_of_date": D, "customer_id": 1, "purchases_in_horizon": 1, "churned": 0},
-        {"as_of_date": D, "customer_id": 3, "purchases_in_horizon": 0, "churned": 1},
-        {"as_of_date": D, "customer_id": 4, "purchases_in_horizon": 2, "churned": 0},
+        {"as_of_date": D, "customer_id": "001", "purchases_in_horizon": 1, "churned": 0},
+        {"as_of_date": D, "customer_id": "003", "purchases_in_horizon": 0, "churned": 1},
+        {"as_of_date": D, "customer_id": "2", "purchases_in_horizon": 0, "churned": 1},
+        {"as_of_date": D, "customer_id": "4", "purchases_in_horizon": 2, "churned": 0},
     ]
 
 
@@ -181,15 +208,21 @@ def naive_features(activity: pd.DataFrame, as_of: pd.Timestamp, windows: tuple[i
     out = []
     for customer, rows in activity.groupby("customer_id"):
         age = (as_of - rows["activity_date"]).dt.days
-        in_long = rows[(age >= 0) & (age < longest)]
-        if in_long["txn_count"].sum() == 0:
+        past = rows[age >= 0]
+        if past.empty:
             continue
-        age_long = (as_of - in_long["activity_date"]).dt.days
+        in_long = rows[(age >= 0) & (age < longest)]
+        age_past = (as_of - past["activity_date"]).dt.days
+        life_n, life_spend = float(past["txn_count"].sum()), float(past["spend"].sum())
         rec = {
             "as_of_date": as_of,
             "customer_id": customer,
-            "recency_days": float(age_long.min()),
-            f"days_since_first_seen_{longest}d": float(age_long.max()),
+            "recency_days": float(age_past.min()),
+            "tenure_days": float(age_past.max()),
+            "lifetime_active_days": float(len(past)),
+            "lifetime_txn_count": life_n,
+            "lifetime_spend": life_spend,
+            "lifetime_avg_basket": life_spend / life_n,
             f"active_days_{longest}d": float(len(in_long)),
         }
         for w in windows:
@@ -197,10 +230,10 @@ def naive_features(activity: pd.DataFrame, as_of: pd.Timestamp, windows: tuple[i
             rec[f"txn_count_{w}d"] = float(in_w["txn_count"].sum())
             rec[f"spend_{w}d"] = float(in_w["spend"].sum())
         n_long = rec[f"txn_count_{longest}d"]
-        rec[f"avg_basket_{longest}d"] = rec[f"spend_{longest}d"] / n_long
-        rec["trend_short_long"] = (rec[f"txn_count_{short}d"] / short) / (n_long / longest)
+        rec[f"avg_basket_{longest}d"] = rec[f"spend_{longest}d"] / max(n_long, 1)
+        rec["trend_short_long"] = (rec[f"txn_count_{short}d"] / short) / (max(n_long, 1) / longest)
         out.append(rec)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).sort_values("customer_id").reset_index(drop=True) if out else None
 
 
 def rows_of(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -215,7 +248,7 @@ def test_features_match_brute_force(rows, windows, d) -> None:
     days = pd.date_range(day(0), day(N_DAYS - 1))
     got = rows_of(customer_features(activity, days, windows), day(d))
     expected = naive_features(activity, day(d), windows)
-    if expected.empty:
+    if expected is None:
         assert got.empty
     else:
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-9)
@@ -420,6 +453,35 @@ def test_warehouse_features_equal_pure_one_day_computation(backfilled: Backfille
     assert per_day == 20
 
 
+def test_a_later_range_carries_lifetime_state_from_the_warehouse(
+    backfilled: Backfilled,
+) -> None:
+    """Re-running only the last days reads lifetime aggregates of earlier days by SQL; the rows
+    equal the pure computation over all history, dormant customers (no purchase in the last
+    7 days, outside every window) included with their uncapped recency."""
+    assert run(
+        backfilled.defs,
+        backfilled.instance,
+        [FEATURES],
+        partition_range=("2026-01-17", RANGE_END),
+    ).success
+    activity = backfilled.table("select * from features.customer_activity")
+    stored = backfilled.table(
+        "select * from features.customer_features where as_of_date >= '2026-01-17'"
+        " order by as_of_date, customer_id"
+    )
+    days = pd.date_range("2026-01-17", RANGE_END)
+    expected = customer_features(activity, days, (3, 7))
+    pd.testing.assert_frame_equal(
+        stored.reset_index(drop=True), expected, check_dtype=False, rtol=1e-9, atol=1e-9
+    )
+    dormant = stored[stored["txn_count_7d"] == 0]
+    assert len(dormant) > 0 and (dormant["recency_days"] >= 7).all()
+    known = activity[activity["activity_date"] <= pd.Timestamp(RANGE_END)]["customer_id"]
+    last_day = stored[stored["as_of_date"] == pd.Timestamp(RANGE_END)]
+    assert set(last_day["customer_id"]) == set(known)
+
+
 def test_labels_of_mature_days_succeed(backfilled: Backfilled) -> None:
     """Labels whose horizon ends on or before the last partition materialise."""
     result = run(
@@ -455,8 +517,8 @@ def test_immature_labels_fail_naming_the_dates(backfilled: Backfilled) -> None:
     assert "2026-01-17" not in backfilled.instance.get_materialized_partitions(LABELS)
 
 
-def test_missing_lookback_partitions_fail_by_name(tmp_path: Path) -> None:
-    """features for D fail, naming the activity days of D's look-back that do not exist."""
+def test_missing_history_partitions_fail_by_name(tmp_path: Path) -> None:
+    """features for D fail, naming the activity days before D that do not exist."""
     settings = range_settings(tmp_path)
     defs = build_defs(settings)
     (tmp_path / "home").mkdir()
@@ -466,8 +528,9 @@ def test_missing_lookback_partitions_fail_by_name(tmp_path: Path) -> None:
         assert not result.success
         error = result.get_step_failure_events()[0].step_failure_data.error
         assert error is not None
+        # Lifetime features (tenure, lifetime spend) need every activity day since the start.
         assert (
-            "features/customer_activity is missing partitions "
-            "2026-01-06, 2026-01-07, 2026-01-08, 2026-01-09: features look back 7 days"
+            "features/customer_activity is missing partitions 2026-01-01, 2026-01-02, "
+            "2026-01-03, 2026-01-04, 2026-01-05 … (9 in all): lifetime features read all history"
         ) in error.message
         assert instance.get_materialized_partitions(FEATURES) == set()

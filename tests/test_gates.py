@@ -44,6 +44,19 @@ def test_input_drift_treats_nan_psi_as_worst() -> None:
     assert not outcome.passed and "b" in outcome.detail
 
 
+def test_input_drift_shows_but_does_not_gate_informational_features() -> None:
+    """Tenure-like features drift with the age of the history: measured, shown, not gated;
+    the same shift on a gated feature blocks."""
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"tenure": rng.normal(0, 1, 500), "spend_30d": rng.normal(0, 1, 500)})
+    candidate = reference.assign(tenure=reference["tenure"] + 3)
+    outcome = gates.input_drift(reference, candidate, ["tenure", "spend_30d"], 0.25, ["tenure"])
+    assert outcome.passed and outcome.extra["psi_tenure"] > 0.25
+    assert outcome.extra["not_gated"] == "tenure"
+    gated = gates.input_drift(reference, candidate, ["tenure", "spend_30d"], 0.25)
+    assert not gated.passed and "tenure" in gated.detail
+
+
 def test_beats_champion_first_model_passes_and_says_so() -> None:
     y = np.array([0, 1] * 50)
     outcome = gates.beats_champion_auc(y, np.linspace(0, 1, 100), None, 0.01, 50)

@@ -24,6 +24,7 @@ QUALITY = dg.AssetKey(["raw", "transactions_daily_quality"])
 DAYS = [f"2026-03-0{d}" for d in range(1, 8)]  # the seven day partitions
 TIMES = ["00:00:00", "00:00:01", "06:15:00", "12:00:00", "18:45:30", "23:59:59"]
 COLUMNS = {"customer_id": "client", "timestamp": "at", "amount": "value"}
+FAIL_ON_EMPTY = {"validation": {"on_empty_day": "fail"}}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_each_partition_holds_exactly_its_days_rows(
     assert materialized(ranged)[RAW_TX] == set(DAYS)
     stored = table(settings, "select * from raw.transactions order by timestamp, customer_id")
     expected = source.assign(at=pd.to_datetime(source["at"]))
-    assert stored["customer_id"].tolist() == expected["client"].astype(int).tolist()
+    assert stored["customer_id"].tolist() == expected["client"].tolist()
     assert stored["timestamp"].tolist() == expected["at"].tolist()
     assert (stored["event_date"] == stored["timestamp"].dt.normalize()).all()
     assert stored["amount"].tolist() == expected["value"].astype(float).tolist()
@@ -146,7 +147,8 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_check_warns(
 
     clean = table(settings, "select * from raw.transactions")
     assert len(clean) == 12
-    assert not clean["customer_id"].isin([501, 502]).any()
+    assert not clean["customer_id"].isin(["501", "502"]).any()
+    assert clean["customer_id"].isin(["200", "300"]).any()
 
     quarantine = table(settings, "select * from raw.transactions_quarantine order by record")
     assert (quarantine["event_date"] == pd.Timestamp("2026-03-03")).all()
@@ -228,9 +230,10 @@ def test_unreadable_file_fails_naming_the_file(
 def test_empty_day_fails_naming_it_and_writes_nothing(
     tmp_path: Path, make_settings: Callable[..., Settings], shared_instance: dg.DagsterInstance
 ) -> None:
-    """A day without rows inside a range run fails the whole step, naming the day."""
+    """With on_empty_day: fail, a day without rows inside a range run fails the whole step,
+    naming the day."""
     write(tmp_path / "in", good_rows([d for d in DAYS if d != "2026-03-05"]))
-    settings = files_settings(make_settings, tmp_path / "in")
+    settings = files_settings(make_settings, tmp_path / "in", FAIL_ON_EMPTY)
     with pytest.raises(EmptyPartitionError, match=r"no valid rows for day\(s\) 2026-03-05 "):
         run(
             build_defs(settings),
@@ -246,7 +249,7 @@ def test_day_of_only_bad_rows_counts_as_empty(
 ) -> None:
     """A day whose every row is quarantined has no valid rows: it fails like an empty day."""
     write(tmp_path / "in", pd.concat([good_rows(DAYS[:2]), BAD_ON_MAR_3.iloc[:3]]))
-    settings = files_settings(make_settings, tmp_path / "in")
+    settings = files_settings(make_settings, tmp_path / "in", FAIL_ON_EMPTY)
     with pytest.raises(EmptyPartitionError, match=r"no valid rows for day\(s\) 2026-03-03 "):
         run(build_defs(settings), shared_instance, [RAW_TX], partition="2026-03-03")
     assert raw_tables(settings) == []
@@ -275,7 +278,11 @@ def test_empty_day_allowed_by_settings(
     assert dict(zip(counts["d"], counts["n"], strict=True)) == {"04": 6, "06": 6}
     quality = table(settings, "select * from raw.transactions_daily_quality order by event_date")
     assert quality["kept"].tolist() == [6, 0, 6]
+    assert quality["empty"].tolist() == [False, True, False]
     assert quality["passed"].all()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    assert check.metadata["empty_day_list"].value == "2026-03-05"
 
 
 def test_clean_day_then_day_with_bad_rows(

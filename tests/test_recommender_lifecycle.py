@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 
 from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
+from assets.recommender import load_model
 from jobs import rollback_run_config
 from jobs.cli import main as cli
+from lifecycle.interactions import trained_on
+from lifecycle.rec_training import JUDGED_NOTE
 from tests.conftest import World, failure_text, world_in
 
 MARCH, APRIL = "2026-03-01", "2026-04-01"
@@ -32,7 +35,22 @@ def test_challenger_beats_popularity_and_is_promoted(world: World) -> None:
     # popularity, so a personal model must do clearly better than "most popular unseen
     # item" on the same users' held-out items; 1.2× is the demo's promotion factor.
     assert version.metrics["precision"] >= 1.2 * version.metrics["popularity_precision"]
-    assert {"model.npz", "ids_and_items.npz", "params.json"} <= set(version.files_sha256)
+    plain = {"model.npz", "ids_and_items.npz", "params.json"}
+    assert set(version.files_sha256) == plain | {f"judged_{name}" for name in plain}
+    assert version.params["served_trained_on"] == "train+selection+gate"
+    assert version.metrics["served_train_pairs"] > version.metrics["train_pairs"]
+    checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == REC_CHALLENGER]
+    assert all(e.metadata["fit"].value == JUDGED_NOTE for e in checks)
+
+    # The registered judged fit never trained on the gate slice; the served fit did.
+    gate = world.sql(
+        "select user_id, item_id from datasets.interactions_training_set "
+        "where dataset_month = ? and split = 'gate'",
+        [pd.Timestamp(MARCH)],
+    )
+    assert len(gate) > 0 and gate["user_id"].map(type).eq(str).all()
+    assert trained_on(load_model(world.registry, version, "judged"), gate).sum() == 0
+    assert trained_on(load_model(world.registry, version, "served"), gate).all()
     assert world.run([REC_CHAMPION]).success
     assert world.champion() == version.version
 
@@ -46,14 +64,15 @@ def test_daily_recommendations_fallback_and_seen_items(world: World) -> None:
     assert (per_user.size() <= k).all() and (per_user["rank"].min() == 1).all()
 
     champion = world.registry.alias("recommender", "champion")
-    # Everything each user had in the champion's training window, held-out items included
-    # (those are the most recent ones, the very items the model learned to rank first).
+    # Everything each user had in the champion's training window: the served fit trained on
+    # all of it, the gate and selection slices included, and filters all of it.
     train = world.sql(
         "select user_id, item_id, split from datasets.interactions_training_set "
         "where dataset_month = ?",
         [pd.Timestamp(champion.partition_key)],
     )
-    assert set(train["split"]) == {"train", "holdout"}
+    assert set(train["split"]) == {"train", "selection", "gate"}
+    assert recs["user_id"].map(type).eq(str).all() and recs["item_id"].map(type).eq(str).all()
     known = recs[~recs["is_fallback"]]
     leaked = known.merge(train, on=["user_id", "item_id"])
     assert leaked.empty, "known users must never get items they already had"
@@ -78,12 +97,10 @@ def test_daily_recommendations_fallback_and_seen_items(world: World) -> None:
 def test_cli_answers_known_and_unknown_users(world: World, capsys, monkeypatch) -> None:
     settings_file = Path(world.settings.warehouse.database).parent / "settings.yaml"
     settings_file.write_text(__import__("yaml").safe_dump(world.settings.model_dump(mode="json")))
-    known = int(
-        world.sql("select min(user_id) u from predictions.recommendations where not is_fallback")[
-            "u"
-        ][0]
-    )
-    assert cli(["--settings", str(settings_file), "recommend", str(known), "-k", "5"]) == 0
+    known = world.sql(
+        "select min(user_id) u from predictions.recommendations where not is_fallback"
+    )["u"][0]
+    assert cli(["--settings", str(settings_file), "recommend", known, "-k", "5"]) == 0
     out = capsys.readouterr().out
     assert "False" in out and world.champion() in out
     assert cli(["--settings", str(settings_file), "recommend", "99999999", "-k", "5"]) == 0
@@ -96,15 +113,24 @@ def test_challenger_on_shuffled_interactions_is_blocked(world: World) -> None:
     with duckdb.connect(world.settings.warehouse.database) as con:
         rows = con.execute(
             "select rowid, item_id from datasets.interactions_training_set "
-            "where dataset_month = ? and split = 'train'",
+            "where dataset_month = ? and split <> 'gate'",
             [pd.Timestamp(APRIL)],
         ).fetchdf()
-        # Items permuted independently of users: popularity survives, personal taste does not.
+        # Items permuted independently of users in everything the judged fit trains on:
+        # popularity survives, personal taste does not.
         shuffled = pd.DataFrame({"i": rows["rowid"], "item": rng.permutation(rows["item_id"])})
         con.register("shuffled", shuffled)
         con.execute(
             "update datasets.interactions_training_set t set item_id = s.item "
             "from shuffled s where t.rowid = s.i"
+        )
+        # A pair is stored once: drop the train/selection copies the permutation duplicated.
+        con.execute(
+            "delete from datasets.interactions_training_set where rowid in (select rowid from "
+            "(select rowid, row_number() over (partition by user_id, item_id "
+            "order by split = 'gate' desc, rowid) n from datasets.interactions_training_set "
+            "where dataset_month = ?) where n > 1)",
+            [pd.Timestamp(APRIL)],
         )
     before = world.champion()
     result = world.run([REC_CHALLENGER], partition=APRIL, raise_on_error=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 from dagster._core.events import AssetCheckEvaluationPlanned, DagsterEvent, DagsterEventType
@@ -28,8 +29,9 @@ from assets.keys import (
 )
 from definitions import build_defs
 from lifecycle.alerts import Alert
-from lifecycle.drops import days_covered, load_cursor, version_digest
+from lifecycle.drops import load_cursor, version_digest
 from lifecycle.settings import Settings
+from lifecycle.sources import FileOptions, file_days
 from resources.alerts import AlertDeliveryError, AlertResource, alerts_from_settings
 from sensors import check_events, raw_keys
 
@@ -140,13 +142,16 @@ def report_check(
 def test_days_covered_parses_like_the_source(tmp_path: Path) -> None:
     csv = tmp_path / "events.csv"
     csv.write_text("ts,amount\n2026-02-03T23:30:00Z,1\n2026-02-04T10:00:00Z,2\nnot a time,3\n")
-    assert days_covered(csv, "ts", "UTC") == ["2026-02-03", "2026-02-04"]
+    assert file_days(csv, "ts", "UTC") == ["2026-02-03", "2026-02-04"]
     # 23:30 UTC is already the next day in Amsterdam.
-    assert days_covered(csv, "ts", "Europe/Amsterdam") == ["2026-02-04"]
+    assert file_days(csv, "ts", "Europe/Amsterdam") == ["2026-02-04"]
     epoch = tmp_path / "epoch.parquet"
     stamps = pd.to_datetime(["2026-02-03 12:00", "2026-02-05 00:00"]).astype("int64") // 10**9
     pd.DataFrame({"at": stamps.astype(str)}).to_parquet(epoch)
-    assert days_covered(epoch, "at", "UTC", timestamp_unit="s") == ["2026-02-03", "2026-02-05"]
+    assert file_days(epoch, "at", "UTC", FileOptions(timestamp_unit="s")) == [
+        "2026-02-03",
+        "2026-02-05",
+    ]
 
 
 def test_drop_sensor_requests_exactly_the_days_of_new_or_changed_files(
@@ -223,6 +228,43 @@ def test_drop_run_request_ingests_the_file(
     assert materialized == {*TX_RAW, ACTIVITY, FEATURES}
     rows = result.asset_materializations_for_node("raw_transactions")[0].metadata["rows"]
     assert rows.value == 5
+
+
+def test_a_ratings_drop_alone_ingests_interactions_and_nothing_of_churn(
+    make_settings: Callable[..., Settings], instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Interactions-only source: the drop ingests the ratings; there is no churn to retrain."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    rows = [("u-007", "00042", "2026-01-02 10:00", 5.0), ("u-008", "1e5", "2026-01-02 11:00", 3.0)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "weight"]).to_csv(
+        drop / "ratings_1.csv", index=False
+    )
+    files = {"interactions_glob": str(drop / "ratings_*.csv")}
+    settings = make_settings({"source": {"kind": "files", "files": files}})
+    defs = build_defs(settings)
+    assert {s.name for s in defs.sensors or []} == {
+        "files_drop_sensor",
+        "run_failure_alert",
+        "failed_check_alert",
+    }
+    (request,) = tick(defs, "files_drop_sensor", instance, None).run_requests or []
+    assert request.partition_key == "2026-01-02"
+    assert request.asset_selection == raw_keys("interactions")
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+    assert result.success
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == set(raw_keys("interactions"))
+    rows_meta = result.asset_materializations_for_node("raw_interactions")[0].metadata["rows"]
+    assert rows_meta.value == 2
+    with duckdb.connect(settings.warehouse.database, read_only=True) as con:
+        stored = con.execute("select user_id, item_id from raw.interactions order by 1").fetchall()
+    assert stored == [("u-007", "00042"), ("u-008", "1e5")]  # ids exactly as in the file
 
 
 def test_drop_sensor_is_stopped_and_skips_without_files_source(

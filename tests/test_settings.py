@@ -114,7 +114,10 @@ def test_unknown_column_key_names_full_path() -> None:
             },
             "at most one of timestamp_format and timestamp_unit",
         ),
-        ({"kind": "sql", "sql": {"url_env": "DB"}}, "source.sql.transactions_query"),
+        (
+            {"kind": "sql", "sql": {"url_env": "DB"}},
+            "set transactions_query, interactions_query or both",
+        ),
         (
             {"kind": "files", "files": {"transactions_glob": "x", "timestamp_unit": "minutes"}},
             "source.files.timestamp_unit",
@@ -217,5 +220,5 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert settings.partitions.end_date is None
     assert settings.source.kind == "synthetic"
-    assert settings.validation.on_empty_day == "fail"
+    assert settings.validation.on_empty_day == "warn"
     assert settings.validation.max_quarantine_share == 0.05

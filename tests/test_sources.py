@@ -17,13 +17,21 @@ from definitions import build_defs
 from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from lifecycle.settings import Settings
 from lifecycle.sources import (
+    FILE_COUNTS,
+    FileOptions,
+    FilesRead,
     UnreadableFileError,
+    Window,
+    file_days,
     parse_timestamps,
+    partition_window,
     read_event_files,
     read_event_sql,
+    read_files,
 )
 from lifecycle.validation import (
     INTERACTIONS,
+    ROW_SOURCE,
     SOURCE_TIMESTAMP,
     TRANSACTIONS,
     MissingColumnsError,
@@ -104,7 +112,14 @@ def test_files_map_columns_and_keep_only_the_window(tmp_path: Path) -> None:
     frame = read_event_files(
         str(tmp_path / "*.csv"), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d"
     )
-    assert list(frame.columns) == ["customer_id", "timestamp", "amount", SOURCE_TIMESTAMP]
+    assert list(frame.columns) == [
+        "customer_id",
+        "timestamp",
+        "amount",
+        SOURCE_TIMESTAMP,
+        ROW_SOURCE,
+    ]
+    assert set(frame[ROW_SOURCE]) == {str(tmp_path / "tx.csv")}
     assert frame["customer_id"].tolist() == ["1", "2", "1", "3", "4"]
     assert frame["amount"].tolist() == ["12.50", "3.20", "8.00", "5.55", "7.10"]
     assert frame["timestamp"].min() == START
@@ -132,7 +147,14 @@ def test_files_without_weight_column_get_weight_one(tmp_path: Path) -> None:
     mapping = {"user_id": "u", "item_id": "sku", "timestamp": "t", "weight": None}
     frame = read_event_files(str(tmp_path / "views.csv"), INTERACTIONS, mapping, START, END, "UTC")
     assert frame["weight"].tolist() == [1.0, 1.0]
-    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "weight", SOURCE_TIMESTAMP]
+    assert list(frame.columns) == [
+        "user_id",
+        "item_id",
+        "timestamp",
+        "weight",
+        SOURCE_TIMESTAMP,
+        ROW_SOURCE,
+    ]
 
 
 def test_files_keep_unparseable_timestamps_for_quarantine_once(tmp_path: Path) -> None:
@@ -190,7 +212,7 @@ def test_unreadable_file_names_the_file(tmp_path: Path, name: str, content: byte
     """A file that cannot be parsed raises UnreadableFileError naming it."""
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(UnreadableFileError, match=rf"cannot read {path}"):
+    with pytest.raises(UnreadableFileError, match=rf"^{path}: cannot read"):
         read_event_files(str(path), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d")
 
 
@@ -233,7 +255,7 @@ def test_sql_binds_window_parameters(tmp_path: Path) -> None:
     """The query receives the window as :start/:end and returns canonical, typed timestamps."""
     url = sqlite_shop(tmp_path / "shop.db")
     frame = read_event_sql(url, ORDERS_QUERY, TRANSACTIONS, START, END, "UTC")
-    assert frame["customer_id"].tolist() == [1, 2, 1, 3]
+    assert frame["customer_id"].tolist() == ["1", "2", "1", "3"]
     assert (
         frame["timestamp"].tolist()
         == pd.to_datetime(
@@ -313,9 +335,30 @@ def test_transaction_log_csv_becomes_partitioned_raw_table(
         "2026-03-03",
         "2026-03-03",
     ]
-    assert table["customer_id"].tolist() == [1, 2, 1, 3, 4]
+    assert table["customer_id"].tolist() == ["1", "2", "1", "3", "4"]
     assert table["amount"].tolist() == [12.5, 3.2, 8.0, 5.55, 7.1]
-    assert warehouse(settings, "select count(*) n from raw.transactions_quarantine")["n"][0] == 0
+    # Mar 4 is after the last partition: quarantined once, on the last day, naming the file;
+    # Feb 28 is before the first: counted, never stored.
+    quarantine = warehouse(settings, "select * from raw.transactions_quarantine")
+    assert quarantine["reason"].str.contains("future-dated").tolist() == [True]
+    assert quarantine["event_date"].tolist() == [pd.Timestamp("2026-03-03")]
+    assert quarantine["source"].tolist() == [str(tmp_path / "exports" / "tx_2026.csv")]
+    clean = next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == RAW_TX
+    )
+    files = clean.metadata["files"].value
+    assert files == {
+        str(tmp_path / "exports" / "tx_2026.csv"): {
+            "rows_read": 7,
+            "stored": 5,
+            "quarantined": 1,
+            "before_start": 1,
+            "future_dated": 1,
+            "other_days": 0,
+        }
+    }
 
 
 def test_ratings_file_with_epoch_seconds_in_local_days(
@@ -365,7 +408,8 @@ def test_ratings_file_with_epoch_seconds_in_local_days(
     )
     assert result.success
     table = warehouse(settings, "select * from raw.interactions order by user_id")
-    assert table["user_id"].tolist() == [1, 2, 3, 4, 5]
+    assert table["user_id"].tolist() == ["1", "2", "3", "4", "5"]
+    assert table["item_id"].tolist() == ["10", "20", "30", "40", "50"]
     assert table["event_date"].dt.strftime("%Y-%m-%d").tolist() == [
         "2026-03-01",
         "2026-03-01",
@@ -378,9 +422,14 @@ def test_ratings_file_with_epoch_seconds_in_local_days(
         pd.Timestamp("2026-03-01 22:30"),
     ]
     assert table["weight"].tolist() == [4.0, 3.5, 5.0, 1.0, 2.5]
+    # User 6's Mar 4 (local) rating is after the last partition: quarantined on Mar 3.
+    quarantine = warehouse(settings, "select * from raw.interactions_quarantine")
+    assert [json.loads(r)["user_id"] for r in quarantine["record"]] == ["6"]
+    assert quarantine["event_date"].tolist() == [pd.Timestamp("2026-03-03")]
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "interactions_quarantine_share"
-    assert check.passed
+    assert check.metadata["worst_day"].value == "2026-03-03"
+    assert not check.passed
 
 
 def sql_settings(make_settings, query: str) -> Settings:
@@ -408,7 +457,7 @@ def test_sql_source_fills_day_partitions(
     assert run(defs, instance, [RAW_TX], partition="2026-03-02").success
     assert run(defs, instance, [RAW_TX], partition_range=("2026-03-01", "2026-03-03")).success
     table = warehouse(settings, "select * from raw.transactions order by timestamp")
-    assert table["customer_id"].tolist() == [1, 2, 1, 3]
+    assert table["customer_id"].tolist() == ["1", "2", "1", "3"]
     assert table["event_date"].dt.day.tolist() == [1, 1, 2, 3]
 
 
@@ -425,11 +474,12 @@ def test_sql_query_that_overfetches_is_quarantined_not_loaded(
     result = run(build_defs(settings), instance, [RAW_TX], partition="2026-03-02")
     assert result.success
     clean = warehouse(settings, "select * from raw.transactions")
-    assert clean["customer_id"].tolist() == [1]
+    assert clean["customer_id"].tolist() == ["1"]
     assert (clean["event_date"] == pd.Timestamp("2026-03-02")).all()
     quarantine = warehouse(settings, "select * from raw.transactions_quarantine")
     assert len(quarantine) == 5
     assert quarantine["reason"].str.contains("timestamp outside").all()
+    assert (quarantine["source"] == "sql").all()
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed
 
@@ -445,3 +495,254 @@ def test_sql_without_url_env_var_fails_naming_it(
     with pytest.raises(Exception, match="SHOP_DB_URL_FOR_TESTS"):
         run(build_defs(settings), instance, [RAW_TX], partition="2026-03-02")
     assert instance.get_materialized_partitions(RAW_TX) == set()
+
+
+# --------------------------------------------------------------------------------------------
+# Real export shapes: offsets and DST, header-only files, encodings, ids, every row accounted
+# --------------------------------------------------------------------------------------------
+
+
+def test_mixed_offsets_across_dst_land_in_local_days() -> None:
+    """ISO offsets may differ row by row (CET +01:00, CEST +02:00): each instant lands on its
+    Amsterdam wall clock; naive text is already local, even in the hour DST skips or repeats."""
+    values = pd.Series(
+        [
+            "2025-03-29T10:00:00+01:00",
+            "2025-03-30T10:00:00+02:00",
+            "2025-03-29T23:30:00Z",  # 00:30 on Mar 30 in Amsterdam (UTC+1)
+            "2025-03-30T22:30:00Z",  # 00:30 on Mar 31 (UTC+2 since 02:00 on Mar 30)
+            "2025-03-30 02:30",  # naive, in the skipped hour: kept as written
+            "2025-10-26 02:30:00",  # naive, in the repeated hour: kept as written
+            "2025-10-26T00:30:00Z",  # 02:30 CEST
+            "2025-10-26T01:30:00Z",  # 02:30 CET
+        ]
+    )
+    parsed = parse_timestamps(values, None, None, "Europe/Amsterdam")
+    assert parsed.dt.tz is None
+    assert (
+        parsed.tolist()
+        == pd.to_datetime(
+            [
+                "2025-03-29 10:00",
+                "2025-03-30 10:00",
+                "2025-03-30 00:30",
+                "2025-03-31 00:30",
+                "2025-03-30 02:30",
+                "2025-10-26 02:30",
+                "2025-10-26 02:30",
+                "2025-10-26 02:30",
+            ]
+        ).tolist()
+    )
+
+
+def test_naive_text_after_aware_text_keeps_its_wall_clock() -> None:
+    """A naive value is never given the offset of an aware value before it (pandas does that
+    when both are parsed in one call)."""
+    values = pd.Series(["2025-03-29T10:00:00+05:00", "2025-03-29 10:00:00"])
+    parsed = parse_timestamps(values, None, None, "UTC")
+    assert parsed.tolist() == [pd.Timestamp("2025-03-29 05:00"), pd.Timestamp("2025-03-29 10:00")]
+
+
+def test_format_with_offset_converts_each_row() -> None:
+    """A strftime format with %z converts every row by its own offset."""
+    values = pd.Series(["20250329 10:00 +0100", "20250330 10:00 +0200"])
+    parsed = parse_timestamps(values, "%Y%m%d %H:%M %z", None, "Europe/Amsterdam")
+    assert parsed.tolist() == pd.to_datetime(["2025-03-29 10:00", "2025-03-30 10:00"]).tolist()
+
+
+@pytest.mark.parametrize("content", ["cust_no,txn_day,total_eur\n", ""], ids=["header", "0-byte"])
+def test_header_only_or_empty_file_contributes_no_rows(tmp_path: Path, content: str) -> None:
+    """An export of a quiet day (only a header, or nothing) adds zero rows and no error."""
+    write_csv(tmp_path / "a.csv", transaction_log())
+    (tmp_path / "b.csv").write_text(content)
+    found = read_files(
+        str(tmp_path / "*.csv"),
+        TRANSACTIONS,
+        TX_COLUMNS,
+        Window(START, END),
+        "UTC",
+        FileOptions("%Y%m%d"),
+    )
+    assert len(found.frame) == 5
+    assert found.files.loc[str(tmp_path / "b.csv")].to_dict() == dict.fromkeys(FILE_COUNTS, 0)
+
+
+def test_glob_of_header_only_files_gives_an_empty_typed_frame(tmp_path: Path) -> None:
+    """Only header-only files: zero rows with the canonical columns, validation copes."""
+    (tmp_path / "a.csv").write_text("cust_no,txn_day,total_eur\n")
+    frame = read_event_files(
+        str(tmp_path / "*.csv"), TRANSACTIONS, TX_COLUMNS, START, END, "UTC", "%Y%m%d"
+    )
+    assert frame.empty
+    batch = validate_rows(frame, TRANSACTIONS, START, END, origin="test")
+    assert batch.clean.empty and batch.quarantine.empty
+
+
+def test_parquet_integer_and_float_ids_become_integer_text(tmp_path: Path) -> None:
+    """Parquet integer ids give decimal text (all 19 digits); a float id column (integers with
+    a gap) gives "7", not "7.0"; text ids stay as written."""
+    pd.DataFrame(
+        {
+            "u": pd.Series([1234567890123456789, 42], dtype="int64"),
+            "i": pd.Series([7.0, None]),
+            "t": pd.to_datetime(["2026-03-01 10:00", "2026-03-02 10:00"]),
+        }
+    ).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"u": ["00042"], "i": ["1e5"], "t": ["2026-03-02 11:00"]}).to_parquet(
+        tmp_path / "b.parquet"
+    )
+    mapping = {"user_id": "u", "item_id": "i", "timestamp": "t", "weight": None}
+    frame = read_event_files(str(tmp_path / "*.parquet"), INTERACTIONS, mapping, START, END, "UTC")
+    assert frame["user_id"].tolist() == ["1234567890123456789", "42", "00042"]
+    assert frame["item_id"].tolist() == ["7", None, "1e5"]
+
+
+def test_every_row_of_a_file_is_accounted_for(tmp_path: Path) -> None:
+    """Per file: rows before the first partition are counted (never handed on); rows after the
+    last are handed on only by the run holding the last day; the rest wait for their own day."""
+    log = transaction_log()  # Feb 28, Mar 1 ×2, Mar 2, Mar 3 ×2, Mar 4
+    write_csv(tmp_path / "tx.csv", log)
+    first, last_end = pd.Timestamp("2026-03-01"), pd.Timestamp("2026-03-04")
+
+    def read(start: str, end: str) -> FilesRead:
+        window = Window(pd.Timestamp(start), pd.Timestamp(end), first, last_end, last_end)
+        return read_files(
+            str(tmp_path / "tx.csv"), TRANSACTIONS, TX_COLUMNS, window, "UTC", FileOptions("%Y%m%d")
+        )
+
+    early, late = read("2026-03-01", "2026-03-02"), read("2026-03-03", "2026-03-04")
+    path = str(tmp_path / "tx.csv")
+    assert early.files.loc[path].to_dict() == {
+        "rows_read": 7,
+        "before_start": 1,
+        "future_dated": 1,
+        "other_days": 4,
+        "handed_on": 2,
+    }
+    assert early.frame["customer_id"].tolist() == ["1", "2"]
+    assert late.files.loc[path, "handed_on"] == 3
+    assert late.frame["customer_id"].tolist() == ["3", "4", "5"]  # Mar 3 ×2 and the Mar 4 row
+
+
+def test_undatable_rows_are_handed_on_inside_the_partition_range(tmp_path: Path) -> None:
+    """A file whose first day is before the first partition still gets its unparseable rows
+    quarantined — in the first partition, not in a day no run covers."""
+    log = transaction_log()
+    log.loc[3, "txn_day"] = "someday"
+    write_csv(tmp_path / "tx.csv", log)
+    first = pd.Timestamp("2026-03-01")
+    window = Window(first, pd.Timestamp("2026-03-02"), first, END, END)
+    found = read_files(
+        str(tmp_path / "tx.csv"), TRANSACTIONS, TX_COLUMNS, window, "UTC", FileOptions("%Y%m%d")
+    )
+    assert found.frame["timestamp"].isna().sum() == 1
+
+
+def test_partition_window_for_fixed_and_open_ranges() -> None:
+    """Fixed range: future-dated from end_date, handed on by the run holding its last day.
+    Open range: the last partition is yesterday; rows dated today wait; after today, future."""
+    today = pd.Timestamp("2026-03-10 15:00")
+    fixed = partition_window(
+        pd.Timestamp("2026-03-01"),
+        pd.Timestamp("2026-03-04"),
+        pd.Timestamp("2026-03-01").date(),
+        pd.Timestamp("2026-03-04").date(),
+        today,
+    )
+    assert fixed.holds_last_day and fixed.future_here == pd.Timestamp("2026-03-04")
+    opened = partition_window(
+        pd.Timestamp("2026-03-08"),
+        pd.Timestamp("2026-03-10"),
+        pd.Timestamp("2026-03-01").date(),
+        None,
+        today,
+    )
+    assert opened.holds_last_day
+    assert opened.future_here == pd.Timestamp("2026-03-11")
+    earlier = partition_window(
+        pd.Timestamp("2026-03-01"),
+        pd.Timestamp("2026-03-03"),
+        pd.Timestamp("2026-03-01").date(),
+        None,
+        today,
+    )
+    assert earlier.future_here is None
+
+
+def test_non_utf8_file_names_file_and_encoding_setting(tmp_path: Path) -> None:
+    """A Latin-1 export read as UTF-8 fails naming the file first and the setting to change;
+    with the encoding (and the ; separator) set, it reads."""
+    path = tmp_path / "tx.csv"
+    path.write_bytes("cust_no;txn_day;total_eur\nJosé;20260301;1,5\n".encode("latin-1"))
+    with pytest.raises(UnreadableFileError, match=rf"^{path}: .*source\.files\.encoding"):
+        read_files(str(path), TRANSACTIONS, TX_COLUMNS, Window(START, END), "UTC")
+    found = read_files(
+        str(path),
+        TRANSACTIONS,
+        TX_COLUMNS,
+        Window(START, END),
+        "UTC",
+        FileOptions("%Y%m%d", encoding="latin-1", delimiter=";"),
+    )
+    assert found.frame["customer_id"].tolist() == ["José"]
+
+
+def test_all_unparseable_timestamps_name_the_file(tmp_path: Path) -> None:
+    """A file whose time column never parses (a wrong format setting) names file and column."""
+    path = write_csv(tmp_path / "tx.csv", transaction_log())
+    with pytest.raises(UnreadableFileError, match=rf"^{path}: no timestamp in column 'txn_day'"):
+        read_files(
+            str(path), TRANSACTIONS, TX_COLUMNS, Window(START, END), "UTC", FileOptions("%d.%m.%Y")
+        )
+
+
+def test_per_table_timestamp_style_and_column(make_settings) -> None:
+    """An orders export (YYYYMMDD, column 'day') and a ratings file (epoch seconds, column
+    'ts') configured side by side."""
+    settings = make_settings(
+        {
+            **SHORT,
+            "source": {
+                "kind": "files",
+                "files": {
+                    "transactions_glob": "x/*.csv",
+                    "interactions_glob": "y/*.csv",
+                    "timestamp_format": "%Y%m%d",
+                    "interactions_timestamp_unit": "s",
+                    "columns": {"transactions_timestamp": "day", "interactions_timestamp": "ts"},
+                },
+            },
+        }
+    )
+    source = source_from_settings(settings)
+    assert isinstance(source, FilesSource)
+    assert source.options("transactions").timestamp_format == "%Y%m%d"
+    assert source.options("transactions").timestamp_unit is None
+    assert source.options("interactions").timestamp_format is None
+    assert source.options("interactions").timestamp_unit == "s"
+    assert source.mapping("transactions")["timestamp"] == "day"
+    assert source.mapping("interactions")["timestamp"] == "ts"
+
+
+def test_synthetic_source_gives_text_ids(make_settings) -> None:
+    """The demo shop numbers its customers; the source hands them on as text."""
+    source = source_from_settings(make_settings(SHORT))
+    frame = source.fetch("interactions", START, START + pd.Timedelta(days=1))
+    assert len(frame) > 0
+    assert all(type(v) is str for v in frame["user_id"]) and all(
+        type(v) is str for v in frame["item_id"]
+    )
+
+
+def test_file_days_reads_like_the_source(tmp_path: Path) -> None:
+    """The days a file covers, read with the source's encoding, separator and timestamp style
+    (what a drop sensor should ask); a header-only file covers none."""
+    path = tmp_path / "tx.csv"
+    path.write_bytes(
+        "cust_no;txn_day;total_eur\nJosé;20260301;1\nAnn;20260303;2\n".encode("latin-1")
+    )
+    options = FileOptions("%Y%m%d", encoding="latin-1", delimiter=";")
+    assert file_days(path, "txn_day", "UTC", options) == ["2026-03-01", "2026-03-03"]
+    (tmp_path / "empty.csv").write_text("cust_no;txn_day;total_eur\n")
+    assert file_days(tmp_path / "empty.csv", "txn_day", "UTC", options) == []
