@@ -103,10 +103,15 @@ def stored_rows(warehouse: Warehouse, partition_key: str, split: str) -> pd.Data
     )
 
 
+def verified_rows(dataset: pd.DataFrame) -> pd.DataFrame:
+    """Verified rows in a fixed order (the warehouse returns rows unordered, and the same rows
+    in another order would train a slightly different model)."""
+    return dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
+
+
 def verified_splits(dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and validation rows in a fixed order (the warehouse returns rows unordered, and
-    the same rows in another order would train a slightly different model)."""
-    usable = dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
+    """Train and validation rows (the purged days between them belong to neither)."""
+    usable = verified_rows(dataset)
     return usable[usable["split"] == "train"], usable[usable["split"] == "valid"]
 
 
@@ -247,8 +252,9 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         scores = predict_scores(trained.booster, valid, features)
         metrics = binary_metrics(y, scores)
         # The served fit: the winning configuration refit on every verified row up to the
-        # cut-off, including the selection and gate slices the judged fit never saw.
-        served = refit(trained, pd.concat([train, valid]), "churned")
+        # cut-off, including the selection, purged and gate slices the judged fit never saw.
+        everything = verified_rows(dataset)
+        served = refit(trained, everything, "churned")
         seconds = time.perf_counter() - started
         importance = feature_importance(served, features)
         reg = registry.registry()
@@ -265,7 +271,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 params=trained.params
                 | {
                     "best_iteration": trained.best_iteration,
-                    "served_train_rows": len(train) + len(valid),
+                    "served_train_rows": len(everything),
                     "served_num_boost_round": served.num_boosted_rounds(),
                 },
                 metrics=metrics.as_dict() | {"training_seconds": seconds},
@@ -277,7 +283,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 "train_rows": len(fit),
                 "selection_rows": len(select),
                 "holdout_rows": len(valid),
-                "served_train_rows": len(train) + len(valid),
+                "served_train_rows": len(everything),
                 "training_seconds": round(seconds, 2),
                 "best_iteration": trained.best_iteration,
                 "metrics_are_of": "the judged fit (trained without the selection and holdout "

@@ -1,5 +1,6 @@
-"""Recommender: monthly interaction sets → implicit ALS challenger → blocking checks → champion →
-daily top-K recommendations, with a popularity fallback for users the model has never seen."""
+"""Recommender: monthly interaction sets (all history by default) → implicit ALS challenger →
+blocking checks → champion → daily top-K for every known user, each folded in from their history
+up to the day, with a popularity fallback for users none of whose items the model knows."""
 
 import tempfile
 from dataclasses import asdict
@@ -18,7 +19,6 @@ from assets.common import (
     manifest_metadata,
     md_table,
     require_materialized,
-    trailing_days,
 )
 from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
 from assets.promotion import (
@@ -29,7 +29,9 @@ from assets.promotion import (
     register_challenger,
 )
 from lifecycle.datasets import build_manifest
-from lifecycle.interactions import active_users, from_table, recommendation_table, to_table
+from lifecycle.interactions import from_table, to_table
+from lifecycle.rec_data import window_start
+from lifecycle.rec_serving import daily_recommendations
 from lifecycle.rec_training import (
     JUDGED_NOTE,
     judge_challenger,
@@ -42,7 +44,7 @@ from lifecycle.recommender import AlsParams, RecommenderBundle, Weighting, build
 from lifecycle.registry import ModelRegistry, ModelVersion
 from lifecycle.settings import Settings
 from resources.publisher import PostgresPublisher
-from resources.registry import RegistryResource
+from resources.registry import RegistryResource, Warehouse
 
 MODEL = "recommender"
 INTERACTIONS = dg.AssetKey(["raw", "interactions"])
@@ -59,9 +61,35 @@ GATES = {
     "the floor.",
     "fallback_present": "Both fits' popularity fallback for unknown users holds at least K items.",
 }
-CODE_VERSION = "recommender-als-2"
+# 3: judged through fold-in serving (each user's history solved against the item factors).
+CODE_VERSION = "recommender-als-3"
 KINDS = {"implicit", "duckdb"}
 SEED = 0
+# An open-ended calendar has no last partition to count back from: a century reaches past any
+# start date, and Dagster clamps a mapped window to the partitions that exist.
+OPEN_ENDED_MONTHS, OPEN_ENDED_DAYS = 1200, 36525
+
+
+def history_mappings(
+    settings: Settings,
+) -> tuple[dg.TimeWindowPartitionMapping, dg.TimeWindowPartitionMapping]:
+    """(monthly training set → its window's days, daily recommendations → every day up to D).
+
+    Offsets count partitions of the reader, so "all history" is as many months (days) as lie
+    between the first partition and the last one.
+    """
+    p = settings.partitions
+    start = pd.Timestamp(p.start_date)
+    months = settings.recommender.lookback_months
+    if months is None:
+        end = pd.Timestamp(p.end_date) if p.end_date else None
+        # The last monthly partition is the month holding the end day (see build_partitions).
+        months = (end.to_period("M") - start.to_period("M")).n if end else OPEN_ENDED_MONTHS
+    days = (pd.Timestamp(p.end_date) - start).days if p.end_date else OPEN_ENDED_DAYS
+    return (
+        dg.TimeWindowPartitionMapping(start_offset=-max(months, 1), end_offset=-1),
+        dg.TimeWindowPartitionMapping(start_offset=-max(days, 1), end_offset=0),
+    )
 
 
 def load_model(reg: ModelRegistry, mv: ModelVersion, fit: str = "served") -> RecommenderBundle:
@@ -76,36 +104,46 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
     weighting = Weighting(scheme=cfg.weighting.scheme, alpha=cfg.weighting.alpha)
     grid = [AlsParams(**point.model_dump()) for point in cfg.grid]
     first_day = pd.Timestamp(settings.partitions.start_date)
+    window_months, history_days = history_mappings(settings)
+    window = (
+        "all history since the first partition"
+        if cfg.lookback_months is None
+        else f"the {cfg.lookback_months} months before M"
+    )
 
     @dg.asset(
         key=REC_DATASET,
-        ins={
-            "interactions": dg.AssetIn(
-                INTERACTIONS,
-                # Offsets count months: month M reads the days of M-L … M-1.
-                partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-cfg.lookback_months, end_offset=-1
-                ),
-            )
-        },
+        # Read by SQL (only the columns needed); the mapping is the lineage: M reads every day
+        # of its window, which ends the day before M.
+        deps=[dg.AssetDep(INTERACTIONS, partition_mapping=window_months)],
         partitions_def=partitions.monthly,
         metadata={"partition_expr": "dataset_month"},
         group_name="recommender",
         kinds={"duckdb", "scipy"},
         owners=OWNERS,
         description=(
-            f"Month M's user × item pairs from the {cfg.lookback_months} months before M, ids "
+            f"Month M's user × item pairs from {window}, ids "
             "verbatim, with the summed raw weight and a `split`: each user's last "
             f"{cfg.holdout_k} items are `gate` (what the promotion gates judge), the "
             f"{cfg.holdout_k} before them `selection` (what the grid search picks on), the "
             "rest `train`. Long format: the id maps are the rows."
         ),
     )
-    def interactions_training_set(context: dg.AssetExecutionContext, interactions: pd.DataFrame):
+    def interactions_training_set(context: dg.AssetExecutionContext, warehouse: Warehouse):
         month = pd.Timestamp(context.partition_key)
-        start = max(month - pd.DateOffset(months=cfg.lookback_months), first_day)
+        start = window_start(month, cfg.lookback_months, first_day)
         needed = day_keys(start, month)
-        require_materialized(context, INTERACTIONS, needed, "interaction look-back")
+        if not needed:
+            raise dg.Failure(
+                description=f"month {context.partition_key} has no days of interactions before "
+                f"it (partitions start on {first_day.date()}): train from the next month on"
+            )
+        require_materialized(context, INTERACTIONS, needed, "interaction training window")
+        interactions = warehouse.query(
+            "select user_id, item_id, timestamp, weight from raw.interactions "
+            "where event_date >= ? and event_date < ?",
+            [start.to_pydatetime(), month.to_pydatetime()],
+        )
         splits = build_interaction_data(
             interactions, cfg.holdout_k, cfg.min_user_interactions, weighting
         )
@@ -126,6 +164,8 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 **manifest_metadata(manifest),
                 **splits.summary(),
                 "events": len(interactions),
+                "window_start": str(start.date()),
+                "window_end": needed[-1],
             },
         )
 
@@ -206,32 +246,35 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
 
     champion = build_champion_asset(MODEL, REC_CHALLENGER, list(GATES), "recommender", KINDS)
 
+    who = (
+        "every user with any interaction on or before D"
+        if cfg.active_days is None
+        else f"every user active in the last {cfg.active_days} days (the others are counted)"
+    )
+
     @dg.asset(
         key=RECOMMENDATIONS,
-        ins={
-            "interactions": dg.AssetIn(
-                INTERACTIONS,
-                partition_mapping=trailing_days(cfg.active_days),
-                metadata={"columns": ["user_id", "event_date"]},
-            )
-        },
-        deps=[REC_CHAMPION],
+        # Each user's whole history up to D is read by SQL: it is folded into the champion and
+        # filtered out of their list.
+        deps=[dg.AssetDep(INTERACTIONS, partition_mapping=history_days), REC_CHAMPION],
         **daily_table(partitions, "as_of_date"),
         output_required=False,  # nothing to write until a champion exists
         group_name="recommender",
         kinds=KINDS,
         owners=OWNERS,
         description=(
-            f"For day D, the champion's top-{cfg.k} items for every user active in the last "
-            f"{cfg.active_days} days; users the model has never seen get the popularity "
-            "fallback, flagged `is_fallback`. Items a known user already had are never shown."
+            f"For day D, the champion's top-{cfg.k} items for {who}. Each user's history up to "
+            "D is folded into the champion (their factor solved against its item factors), so "
+            "events and users newer than the fit count; items a user already had are never "
+            "shown. Users none of whose items the champion knows get the popularity fallback, "
+            "flagged `is_fallback`."
         ),
     )
     def recommendations(
         context: dg.AssetExecutionContext,
-        interactions: pd.DataFrame,
         registry: RegistryResource,
         publisher: PostgresPublisher,
+        warehouse: Warehouse,
     ):
         start, end = local_window(context)
         reg = registry.registry()
@@ -239,12 +282,16 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         if mv is None:
             context.log.warning("no recommender champion yet: nothing to recommend")
             return
+        require_materialized(context, INTERACTIONS, day_keys(first_day, end), "history up to D")
+        # Ordered, so each pair's weights add up in one order on every run.
+        events = warehouse.query(
+            "select user_id, item_id, event_date, weight from raw.interactions "
+            "where event_date < ? order by user_id, item_id, event_date, weight",
+            [end.to_pydatetime()],
+        )
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
-        table = recommendation_table(
-            active_users(interactions, days, cfg.active_days),
-            load_model(reg, mv),
-            cfg.k,
-            mv.version,
+        table, counts = daily_recommendations(
+            events, days, load_model(reg, mv), cfg.k, weighting, mv.version, cfg.active_days
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
         published = publisher.publish(RECOMMENDATIONS.path[-1], table, "as_of_date", start, end)
@@ -256,6 +303,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 "model_version": mv.version,
                 "users": int(per_user["user_id"].nunique()),
                 "fallback_share": float(per_user["is_fallback"].mean()) if len(per_user) else 0.0,
+                **counts,
                 "published_rows": published,
             },
         )

@@ -39,9 +39,12 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def measure(customers: int, cadences: list[int]) -> list[dict[str, float]]:
+def measure(
+    customers: int, cadences: list[int], train_months: int | None = None
+) -> list[dict[str, float]]:
     settings = load_settings()
     cfg, horizon = settings.churn, settings.labels.horizon_days
+    months = train_months or cfg.train_months
     windows = settings.features.windows
     start, end = dt.date(2025, 7, 1), dt.date(2026, 7, 1)
     t0 = time.perf_counter()
@@ -54,7 +57,7 @@ def measure(customers: int, cadences: list[int]) -> list[dict[str, float]]:
     generated = time.perf_counter() - t0
     month = pd.Timestamp("2026-06-01")
     earliest = pd.Timestamp(start) + pd.Timedelta(days=max(windows) - 1)
-    window = churn_window(month, horizon, cfg.train_months, cfg.validation_days, earliest)
+    window = churn_window(month, horizon, months, cfg.validation_days, earliest)
     names = feature_columns(windows)
     space = SearchSpace(**cfg.search.model_dump())
     # One common holdout for every cadence: each validation day, every customer.
@@ -85,6 +88,7 @@ def measure(customers: int, cadences: list[int]) -> list[dict[str, float]]:
         rows.append(
             {
                 "customers": customers,
+                "train_months": months,
                 "snapshot_every_days": every,
                 "train_rows": len(train),
                 "valid_rows": len(valid),
@@ -104,8 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, nargs="+", default=[5000])
     parser.add_argument("--every", type=int, nargs="+", default=[1, 7, 14, 30])
+    parser.add_argument("--train-months", type=int, nargs="+", default=[0], help="0: settings")
     args = parser.parse_args()
-    table = pd.DataFrame([r for n in args.customers for r in measure(n, args.every)])
+    table = pd.DataFrame(
+        [
+            r
+            for n in args.customers
+            for m in args.train_months
+            for r in measure(n, args.every, m or None)
+        ]
+    )
     print(table.to_markdown(index=False))
 
 

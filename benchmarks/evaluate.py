@@ -21,6 +21,7 @@ from benchmarks.reference import (
     popular_unseen,
     rfm_snapshot,
 )
+from lifecycle.metrics import paired_bootstrap_auc_diff
 
 K = 10
 NEXT_ITEMS = 5
@@ -83,8 +84,19 @@ def evaluate_churn(
             "platform_auc": _r(auc(y, plat.loc[ids])) if len(plat) else None,
             "reference_auc": _r(auc(y, ref.loc[ids])),
             "recency_auc": _r(auc(y, rfm.loc[ids, "recency"])),
+            "diff_ci": _diff(y, plat, ref, ids) if len(plat) else None,
         }
     return out
+
+
+def _diff(y: pd.Series, plat: pd.Series, ref: pd.Series, ids: pd.Index) -> list[float] | None:
+    """AUC(platform) − AUC(reference) on the same customers with a 95% paired-bootstrap CI."""
+    if len(ids) < 20 or y.nunique() < 2:
+        return None
+    d = paired_bootstrap_auc_diff(
+        y.to_numpy(), plat.loc[ids].to_numpy(), ref.loc[ids].to_numpy(), n_boot=500
+    )
+    return [round(d.estimate, 4), round(d.lower, 4), round(d.upper, 4)]
 
 
 def next_new_items(
@@ -166,7 +178,8 @@ def _num(value: Any, unit: str = "") -> str:
     if isinstance(value, list):
         if not value:
             return "—"
-        return f"{np.mean(value):.1f}{unit} (mean of {len(value)})"
+        spread = f", {min(value):.1f}–{max(value):.1f}" if len(value) > 1 else ""
+        return f"{np.median(value):.1f}{unit} (median of {len(value)}{spread})"
     return f"{value:.4f}" if isinstance(value, float) and not unit else f"{value}{unit}"
 
 
@@ -198,6 +211,13 @@ def markdown(result: dict[str, Any]) -> str:
                 else "| |"
             )
         )
+    for group, label in (("known", "known at D"), ("active_90d", "bought in last 90 days")):
+        ci = c[group].get("diff_ci")
+        if ci:
+            lines.append(
+                f"| churn | AUC platform − reference, {label}, 95% paired-bootstrap CI "
+                f"| {ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}] | | | | |"
+            )
     s = r["same_users"]
     lines.append(
         f"| recommender | precision@{K}, next {NEXT_ITEMS} new items after D (n={s['users']:,} users) "
@@ -224,7 +244,6 @@ def markdown(result: dict[str, Any]) -> str:
             )
         if block.get("platform_versions"):
             notes.append(f"- {family}: scored at D by {', '.join(block['platform_versions'])}")
-    if run["returncode"] != 0:
-        notes.append("- the platform run failed; its last lines:")
-        notes += [f"      {line}" for line in result["platform_output_tail"][-12:]]
+    notes.append(f"- platform runs (exit {run['returncode']}):")
+    notes += [f"      {line}" for line in result["platform_steps"]]
     return "\n".join(lines + (["", *notes] if notes else []))

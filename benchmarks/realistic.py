@@ -369,14 +369,7 @@ def platform_settings(cfg: RealisticConfig, globs: dict[str, str], workdir: Path
     raw["source"] = {"kind": "files", "files": files_source(cfg, globs)}
     raw.setdefault("validation", {})["on_empty_day"] = _empty_day_choice()
     raw.setdefault("labels", {})["horizon_days"] = 90
-    rec = raw.setdefault("recommender", {})
-    # Ten true taste dimensions and star ratings as weights.
-    rec["grid"] = [
-        {"factors": 16, "regularization": 0.1, "iterations": 15},
-        {"factors": 32, "regularization": 0.1, "iterations": 15},
-        {"factors": 32, "regularization": 1.0, "iterations": 15},
-    ]
-    rec["weighting"] = {"scheme": "alpha", "alpha": 2.0}
+    # The recommender runs on the demo's (the platform's) defaults: no tuning for this log.
     return raw
 
 

@@ -160,6 +160,8 @@ def churn_reference(
         if feats.empty:
             break
         frames.append(feats.assign(churned=churned_after(tx, feats.index, snap, horizon)))
+    if len(frames) < 2:
+        raise ValueError(f"history before {newest.date()} is too short for two snapshots")
     valid, train = frames[0], pd.concat(frames[1:])
     cols = list(RFM_FEATURES)
     dtrain = xgb.DMatrix(train[cols], label=train["churned"])

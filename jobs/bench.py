@@ -50,7 +50,8 @@ from lifecycle.datasets import (
     snapshot_days,
 )
 from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
-from lifecycle.interactions import recommendation_table
+from lifecycle.rec_data import window_start
+from lifecycle.rec_serving import daily_recommendations
 from lifecycle.recommender import (
     AlsParams,
     CpuAls,
@@ -500,10 +501,7 @@ def _interaction_data(
 ) -> InteractionData:
     """Month M's training data as the dataset asset builds it (the synthetic rows are clean)."""
     cfg = settings.recommender
-    start = max(
-        month - pd.DateOffset(months=cfg.lookback_months),
-        pd.Timestamp(settings.partitions.start_date),
-    )
+    start = window_start(month, cfg.lookback_months, pd.Timestamp(settings.partitions.start_date))
     stamps = interactions["timestamp"]
     window = interactions[(stamps >= start) & (stamps < month)]
     return build_interaction_data(
@@ -555,7 +553,17 @@ def _bench_recommender(
     bundle = build_bundle(model, data, params, max(cfg.fallback_size, cfg.k))
     rows_idx = np.arange(data.n_users, dtype=np.int64)
     k = min(cfg.k, data.n_items)
-    active = pd.DataFrame({"as_of_date": _rec_month(settings), "user_id": data.user_ids})
+    pairs = data.train.tocoo()
+    day = _rec_month(settings) - pd.Timedelta(days=1)
+    events = pd.DataFrame(
+        {
+            "user_id": data.user_ids[pairs.row],
+            "item_id": data.item_ids[pairs.col],
+            "event_date": day,
+            "weight": 1.0,
+        }
+    )
+    weighting = Weighting(scheme=cfg.weighting.scheme, alpha=cfg.weighting.alpha)
 
     _progress(f"recommendation serving ({label})")
     serve = _interleaved(
@@ -564,7 +572,9 @@ def _bench_recommender(
                 rows_idx, data.train[rows_idx], N=k, filter_already_liked_items=True
             ),
             "recommend_users": lambda: recommend_users(bundle, data.user_ids, k),
-            "recommendation_table": lambda: recommendation_table(active, bundle, k, "bench"),
+            "recommendation_table": lambda: daily_recommendations(
+                events, pd.DatetimeIndex([day]), bundle, k, weighting, "bench"
+            ),
         },
         repeats,
     )
@@ -584,7 +594,8 @@ def _bench_recommender(
             f"{served}, one as_of_date",
             serve["recommendation_table"],
             serve["baseline"],
-            "recommend_users + merge with the active (day, user) rows + sort; same baseline",
+            "daily_recommendations for one day: every user's history folded in, filtered, "
+            "as a table; same baseline",
         ),
     ]
     return rows
@@ -752,7 +763,8 @@ def run_benchmarks(
             demo_data,
             "demo",
             repeats,
-            f"interactions of the {settings.recommender.lookback_months} months before {month:%Y-%m-%d}",
+            f"interactions of the {settings.recommender.lookback_months or 'all'} months before "
+            f"{month:%Y-%m-%d}",
         )
         if scaled:
             shop, notes = _scaled_shop(settings, scale)

@@ -25,11 +25,6 @@ from implicit.cpu.als import AlternatingLeastSquares as CpuAls
 
 from lifecycle.rec_data import InteractionData
 
-# implicit's top-k marks slots it could not fill (already-liked items when fewer than N
-# candidates remain) with -FLT_MAX instead of dropping them; anything this low is invalid.
-_INVALID_SCORE = float(np.finfo(np.float32).min) / 2.0
-
-
 # --------------------------------------------------------------------------------------
 # Value types
 # --------------------------------------------------------------------------------------
@@ -112,41 +107,63 @@ def _member(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == query
 
 
+def top_k_unseen(
+    factors: np.ndarray,
+    item_factors: np.ndarray,
+    seen: sp.csr_matrix,
+    k: int,
+    chunk_cells: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items by dot product per row of ``factors``, skipping that row's entries of
+    ``seen``; (rows x k) item indices / scores, unfillable slots -1 / NaN at the end.
+
+    Dense score blocks of about ``chunk_cells`` (users x items) each: implicit's own
+    ``recommend`` slices the filter matrix once per user, which dominated serving every user.
+    Ties go to the lower item index, so the order is reproducible.
+    """
+    seen = sp.csr_matrix(seen)
+    n_rows, n_items = seen.shape
+    ids = np.full((n_rows, k), -1, dtype=np.int64)
+    scores = np.full((n_rows, k), np.nan, dtype=np.float64)
+    take = min(k, n_items)
+    if n_rows == 0 or take == 0:
+        return ids, scores
+    items = np.asarray(item_factors, dtype=np.float32)
+    step = max(1, chunk_cells // n_items)
+    for lo in range(0, n_rows, step):
+        hi = min(lo + step, n_rows)
+        block = np.asarray(factors[lo:hi], dtype=np.float32) @ items.T
+        part = seen[lo:hi]
+        block[np.repeat(np.arange(hi - lo), np.diff(part.indptr)), part.indices] = -np.inf
+        top = np.argpartition(-block, take - 1, axis=1)[:, :take]
+        top_scores = np.take_along_axis(block, top, axis=1)
+        order = np.lexsort((top, -top_scores), axis=1)  # best first, then lower index
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        valid = np.isfinite(top_scores)
+        ids[lo:hi, :take] = np.where(valid, top, -1)
+        scores[lo:hi, :take] = np.where(valid, top_scores, np.nan)
+    return ids, scores
+
+
 def recommend_indices(
     model: CpuAls, user_items: sp.csr_matrix, rows: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One batched ``model.recommend``; returns (len(rows) x k) item indices / scores.
+    """Top-k unseen items for the fit's users ``rows`` (their stored factors), filtering each
+    one's row of ``user_items``; (len(rows) x k) item indices / scores, -1 / NaN unfilled."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return top_k_unseen(model.user_factors[rows], model.item_factors, user_items[rows], k)
 
-    Unfillable slots are -1 / NaN and pushed to the end of the row. implicit pads rows whose
-    unseen catalogue is smaller than N with already-seen items scored -FLT_MAX (and asks for
-    N <= n_items), so both the score and an explicit seen-pair check guard the output.
-    """
-    n_rows, n_items = len(rows), user_items.shape[1]
-    out_ids = np.full((n_rows, k), -1, dtype=np.int64)
-    out_scores = np.full((n_rows, k), np.nan, dtype=np.float64)
-    n = min(k, n_items)
-    if n_rows == 0 or n == 0:
-        return out_ids, out_scores
-    selected = user_items[rows]
-    if not selected.has_sorted_indices:
-        selected.sort_indices()  # makes the seen keys below sorted (row-major)
-    ids, scores = model.recommend(rows, selected, N=n, filter_already_liked_items=True)
-    ids = np.asarray(ids, dtype=np.int64).reshape(n_rows, n)
-    scores = np.asarray(scores, dtype=np.float64).reshape(n_rows, n)
 
-    seen_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(selected.indptr))
-    seen_key = _pairs_key(seen_rows, selected.indices, n_items)
-    rec_key = _pairs_key(np.arange(n_rows)[:, None], ids, n_items)
-    valid = (scores > _INVALID_SCORE) & (ids >= 0) & (ids < n_items)
-    valid &= ~_member(seen_key, rec_key)
-
-    order = np.argsort(~valid, axis=1, kind="stable")
-    ids = np.take_along_axis(ids, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    valid = np.take_along_axis(valid, order, axis=1)
-    out_ids[:, :n] = np.where(valid, ids, -1)
-    out_scores[:, :n] = np.where(valid, scores, np.nan)
-    return out_ids, out_scores
+def fold_in_top_k(model: CpuAls, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k unseen items per row of ``history`` (users x items, confidences as in training),
+    each row's factor solved from that row against the fit's item factors (one exact ALS
+    half-step), so users and events newer than the fit count."""
+    history = sp.csr_matrix(history, dtype=np.float32)
+    if history.shape[0] == 0:
+        return top_k_unseen(np.zeros((0, model.factors)), model.item_factors, history, k)
+    factors = model.recalculate_user(np.arange(history.shape[0]), history)
+    return top_k_unseen(np.atleast_2d(factors), model.item_factors, history, k)
 
 
 def popular_unseen(train: sp.csr_matrix, rows: np.ndarray, k: int) -> np.ndarray:

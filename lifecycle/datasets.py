@@ -140,9 +140,12 @@ def build_churn_training_set(
     split = np.select(
         [
             (day >= window.train_start) & (day < window.train_end),
+            (day >= window.train_end) & (day < window.valid_start),
             (day >= window.valid_start) & (day < window.valid_end),
         ],
-        ["train", "valid"],
+        # "purged" days sit between training and validation: the judged fit skips them so no
+        # training label overlaps validation; the served refit uses them (the freshest labels).
+        ["train", "purged", "valid"],
         default="",
     )
     rows = rows.assign(split=split).loc[lambda f: f["split"] != ""]

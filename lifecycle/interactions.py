@@ -19,7 +19,7 @@ from lifecycle.recommender import (
     RankingMetrics,
     RecommenderBundle,
     metrics_from_pairs,
-    recommend_users,
+    recommend_from_history,
 )
 
 TABLE_COLUMNS = ("user_id", "item_id", "weight", "split")
@@ -86,22 +86,6 @@ def _pairs_in(
     return rows, cols, (rows >= 0) & (cols >= 0)
 
 
-def seen_in(bundle: RecommenderBundle, data: InteractionData) -> sp.csr_matrix:
-    """``data``'s training pairs in the bundle's own user/item index (pairs it cannot
-    represent are dropped), so any bundle filters exactly what the holdout's users had."""
-    coo = data.train.tocoo()
-    users = pd.Series(data.user_ids[coo.row])
-    items = pd.Series(data.item_ids[coo.col])
-    rows, cols, known = _pairs_in(bundle, users, items)
-    seen = sp.csr_matrix(
-        (coo.data[known], (rows[known], cols[known])),
-        shape=(len(bundle.user_ids), len(bundle.item_ids)),
-        dtype=np.float32,
-    )
-    seen.sort_indices()
-    return seen
-
-
 def trained_on(bundle: RecommenderBundle, pairs: pd.DataFrame) -> np.ndarray:
     """Per (user_id, item_id) row of ``pairs``: was it in the bundle's training matrix?"""
     rows, cols, known = _pairs_in(bundle, pairs["user_id"], pairs["item_id"])
@@ -121,50 +105,33 @@ def holdout_unseen_by(bundle: RecommenderBundle, data: InteractionData) -> Inter
     return replace(data, holdout=data.holdout.loc[keep].reset_index(drop=True))
 
 
-def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
-    """Metrics of a bundle on ``data``'s holdout users, via ``recommend_users``.
+def history_in(bundle: RecommenderBundle, data: InteractionData, rows: np.ndarray) -> sp.csr_matrix:
+    """``data``'s training pairs of the given rows, in the bundle's item index (items the
+    bundle does not know are dropped: it can neither use nor recommend them)."""
+    sub = data.train[rows].tocoo()
+    cols = bundle.item_index.get_indexer(data.item_ids)[sub.col]
+    keep = cols >= 0
+    return sp.csr_matrix(
+        (sub.data[keep], (sub.row[keep], cols[keep])),
+        shape=(len(rows), len(bundle.item_ids)),
+        dtype=np.float32,
+    )
 
-    Challenger and champion are judged alike: the same users, the same held-out items, and the
-    same seen-item filter (``data``'s training pairs), whatever the bundle serves with. Users a
-    bundle does not know get its fallback, exactly as in production.
+
+def evaluate_bundle(bundle: RecommenderBundle, data: InteractionData, k: int) -> RankingMetrics:
+    """Metrics of a bundle on ``data``'s holdout users, through the serving path.
+
+    Challenger and champion are judged alike, as they would serve: each holdout user's history
+    is ``data``'s training pairs, folded into the bundle and filtered out, whatever the bundle
+    itself was fitted on; a user none of whose items it knows gets its fallback.
     """
-    bundle = replace(bundle, user_items=seen_in(bundle, data))
     local, users = pd.factorize(data.holdout["user_id"])
-    recs = recommend_users(bundle, users, k)
-    slot = np.full((len(users), k), -1, dtype=np.int64)
-    row = pd.Index(users).get_indexer(recs["user_id"])
+    rows = data.user_index.get_indexer(users)
+    if (rows < 0).any():
+        raise ValueError("holdout names users outside the data's index")
+    ids, _, _ = recommend_from_history(bundle, history_in(bundle, data, rows), k)
     # Items outside data's catalogue cannot be a hit; -1 leaves the slot empty.
-    slot[row, recs["rank"].to_numpy() - 1] = data.item_index.get_indexer(recs["item_id"])
+    to_data = data.item_index.get_indexer(bundle.item_ids)
+    slot = np.where(ids >= 0, to_data[np.maximum(ids, 0)], -1)
     hold_items = data.item_index.get_indexer(data.holdout["item_id"])
     return metrics_from_pairs(slot, local.astype(np.int64), hold_items, data.n_items, k)
-
-
-def active_users(events: pd.DataFrame, days: pd.DatetimeIndex, window: int) -> pd.DataFrame:
-    """(as_of_date, user_id) for every user with an event in (D - window, D], each D in days.
-
-    A dense user × day grid with a cumulative sum: one subtraction per (day, user).
-    """
-    first = days.min() - pd.Timedelta(days=window - 1)
-    n_days = (days.max() - first).days + 1
-    col, users = pd.factorize(as_ids(events["user_id"], "interactions.user_id"), sort=True)
-    day = (pd.to_datetime(events["event_date"]) - first).dt.days.to_numpy()
-    inside = (day >= 0) & (day < n_days)
-    grid = np.zeros((n_days + 1, len(users)), dtype=np.int32)
-    np.add.at(grid, (day[inside] + 1, col[inside]), 1)
-    cum = np.cumsum(grid, axis=0)
-    rows = np.asarray((days - first).days, dtype=np.int64)
-    active = (cum[rows + 1] - cum[np.maximum(rows + 1 - window, 0)]) > 0
-    r, c = np.nonzero(active)
-    return pd.DataFrame({"as_of_date": days[r], "user_id": np.asarray(users, dtype=object)[c]})
-
-
-def recommendation_table(
-    active: pd.DataFrame, bundle: RecommenderBundle, k: int, model_version: str
-) -> pd.DataFrame:
-    """Top-k for each active (day, user); the model is fixed, so each user is scored once."""
-    recs = recommend_users(bundle, active["user_id"].unique(), k)
-    table = active.merge(recs, on="user_id", how="inner").assign(model_version=model_version)
-    table["rank"] = table["rank"].astype("int64")
-    return table.sort_values(["as_of_date", "user_id", "rank"], ignore_index=True).loc[
-        :, list(RECOMMENDATION_COLUMNS)
-    ]

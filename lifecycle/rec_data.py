@@ -270,3 +270,13 @@ def build_interaction_data(
         split=split,
         weighting=weighting,
     )
+
+
+def window_start(
+    month: pd.Timestamp, lookback_months: int | None, first_day: pd.Timestamp
+) -> pd.Timestamp:
+    """First day of month M's training window, which ends the day before M: ``lookback_months``
+    before M, or all history (``None``); never before the first day of data."""
+    if lookback_months is None:
+        return first_day
+    return max(month - pd.DateOffset(months=lookback_months), first_day)

@@ -7,7 +7,8 @@
    the served fit lacks only the future, so its gate numbers estimate the model that serves
    instead of one missing twice as much of each user's recent history.
 3. Serve: the same point is refit on the whole window (gate slice included); the champion
-   serves this fit, and it filters everything each user had in the window.
+   serves this fit, folding in each user's history up to the day and filtering all of it
+   (:mod:`lifecycle.rec_serving`). Gates score fits the same way (``evaluate_bundle``).
 Both fits go into one registry version: the served fit under the bundle's plain file names,
 the judged fit under the same names with a ``judged_`` prefix.
 """

@@ -32,6 +32,7 @@ from lifecycle.als import (
     evaluate_model,
     evaluate_popularity,
     evaluate_recommendations,
+    fold_in_top_k,
     item_user_counts,
     metrics_from_pairs,
     popularity_items,
@@ -66,6 +67,7 @@ __all__ = [
     "load_bundle",
     "metrics_from_pairs",
     "popularity_items",
+    "recommend_from_history",
     "recommend_users",
     "save_bundle",
     "search_als",
@@ -244,6 +246,34 @@ def _empty_recommendations() -> pd.DataFrame:
             "is_fallback": np.empty(0, dtype=bool),
         }
     )
+
+
+def recommend_from_history(
+    bundle: RecommenderBundle, history: sp.csr_matrix, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k per row of ``history`` (users x the bundle's items, confidences as in training):
+    (item indices, scores, is_fallback per row); unfillable slots are -1 / NaN.
+
+    A row holding any catalogue item is folded in: its factor is solved from that history
+    against the fit's item factors, so what a user did after the fit (or a user the fit never
+    saw) counts without retraining, and everything in the row is filtered. An empty row (none
+    of the user's items is in the catalogue, so nothing to filter) gets the popularity fallback.
+    """
+    if history.shape[1] != len(bundle.item_ids):
+        raise ValueError(
+            f"history has {history.shape[1]} item columns; the bundle has {len(bundle.item_ids)}"
+        )
+    history = sp.csr_matrix(history, dtype=np.float32)
+    n = history.shape[0]
+    ids = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), np.nan, dtype=np.float64)
+    fallback = np.diff(history.indptr) == 0
+    rows = np.flatnonzero(~fallback)
+    ids[rows], scores[rows] = fold_in_top_k(bundle.model, history[rows], k)
+    take = min(k, len(bundle.fallback_items))
+    ids[fallback, :take] = bundle.item_index.get_indexer(bundle.fallback_items[:take])
+    scores[fallback, :take] = bundle.fallback_scores[:take]
+    return ids, scores, fallback
 
 
 def recommend_users(bundle: RecommenderBundle, user_ids: Any, k: int) -> pd.DataFrame:

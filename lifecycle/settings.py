@@ -240,14 +240,16 @@ class ChurnSettings(_Strict):
 
 
 class AlsGridPoint(_Strict):
-    factors: int = 32
-    regularization: float = 0.05
-    iterations: int = 15
+    factors: Annotated[int, Field(gt=0)] = 12
+    regularization: Annotated[float, Field(ge=0)] = 0.1
+    iterations: Annotated[int, Field(gt=0)] = 15
 
 
 class WeightingSettings(_Strict):
     scheme: Literal["alpha", "bm25", "tfidf"] = "alpha"
-    alpha: float = 5.0
+    alpha: Annotated[float, Field(ge=0)] = Field(
+        2.0, description="confidence = 1 + alpha * weight (after the scheme's transform)"
+    )
 
 
 class RecommenderCheckSettings(_Strict):
@@ -257,8 +259,22 @@ class RecommenderCheckSettings(_Strict):
     min_coverage: float = 0.05
 
 
+# Measured on both benchmark data sets (benchmarks/README.md): a small model wins the search on
+# each, and the larger points are there for data with more taste dimensions.
+DEFAULT_ALS_GRID = (
+    AlsGridPoint(factors=12, regularization=0.1, iterations=15),
+    AlsGridPoint(factors=24, regularization=1.0, iterations=15),
+    AlsGridPoint(factors=48, regularization=1.0, iterations=15),
+)
+
+
 class RecommenderSettings(_Strict):
-    lookback_months: Annotated[int, Field(gt=0)] = 3
+    lookback_months: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="Months of interactions before month M that its training set holds; null: "
+        "all history since partitions.start_date (older tastes still predict, and users who "
+        "were away for a while keep their history).",
+    )
     holdout_k: Annotated[int, Field(gt=0)] = Field(
         5,
         description="Per user, the last holdout_k items are the gate slice (the promotion gates "
@@ -271,10 +287,14 @@ class RecommenderSettings(_Strict):
         "other users are trained on, not evaluated.",
     )
     k: Annotated[int, Field(gt=0)] = 10
-    active_days: Annotated[int, Field(gt=0)] = 30
+    active_days: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="Recommend only to users with an interaction in the last N days; null: "
+        "every user with any interaction on or before the day (those left out are counted).",
+    )
     fallback_size: Annotated[int, Field(gt=0)] = 50
     weighting: WeightingSettings = WeightingSettings()
-    grid: tuple[AlsGridPoint, ...] = (AlsGridPoint(),)
+    grid: Annotated[tuple[AlsGridPoint, ...], Field(min_length=1)] = DEFAULT_ALS_GRID
     checks: RecommenderCheckSettings = RecommenderCheckSettings()
 
 

@@ -37,7 +37,7 @@ SMALL = {
         "checks": {"n_boot": 100},
     },
     "recommender": {
-        "lookback_months": 2,
+        # All history (the default): January's days are in every month's training set.
         "weighting": {"scheme": "alpha", "alpha": 2.0},
         # Head-to-head precision is on held-out pairs neither model trained on (~0.05 here).
         "checks": {"tolerance": 0.005},

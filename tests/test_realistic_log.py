@@ -17,6 +17,7 @@ from benchmarks.realistic import (
     write_realistic,
     write_settings,
 )
+from benchmarks.reference import read_export
 from lifecycle.settings import load_settings
 
 SMALL = RealisticConfig(seed=5, n_customers=3000, n_users=300, n_items=300, future_days=60)
@@ -187,3 +188,27 @@ def test_settings_file_loads_with_the_platform(files: dict[str, str], tmp_path: 
     assert settings.validation.on_empty_day != "fail"
     assert settings.source.files is not None
     assert settings.source.files.transactions_glob == files["drop_transactions"]
+
+
+def test_reference_reads_the_export_as_text_ids_and_local_days(files: dict[str, str]) -> None:
+    columns = {
+        "customer_id": "CustomerID",
+        "timestamp": TIME_COLUMN[SMALL.style]["transactions"],
+        "amount": "Amount",
+    }
+    tx = read_export([files["drop_transactions"]], columns, SMALL.timezone)
+    assert tx["customer_id"].map(type).eq(str).all()
+    assert tx["customer_id"].str.startswith("0").any()
+    raw = pd.concat(
+        pd.read_csv(p, dtype=str)
+        for p in sorted(Path(files["drop_transactions"]).parent.glob("transactions_*.csv"))
+    )
+    assert sorted(tx["day"].dt.strftime("%Y-%m-%d")) == sorted(raw[columns["timestamp"]].str[:10])
+    ratings = read_export(
+        [files["drop_interactions"]],
+        {"user_id": "userId", "item_id": "movieId", "timestamp": "timestamp", "weight": "rating"},
+        SMALL.timezone,
+        epoch_unit="s",
+    )
+    assert ratings["day"].max() < pd.Timestamp(SMALL.end)
+    assert ratings["item_id"].map(type).eq(str).all()

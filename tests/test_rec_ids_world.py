@@ -16,7 +16,7 @@ from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIO
 from assets.recommender import build_recommender_assets
 from lifecycle.settings import Settings
 from resources.publisher import PostgresPublisher
-from resources.registry import RegistryResource
+from resources.registry import RegistryResource, Warehouse
 from resources.warehouse import WarehouseIOManager
 from tests.conftest import run, small_settings
 
@@ -24,6 +24,7 @@ MARCH, DAY = "2026-03-01", "2026-03-20"
 START = pd.Timestamp("2026-01-01")
 PADDED = ["00042", "42", "042"]  # three different users to us; one to an integer cast
 LATE_USER = "f47ac10b-58cc-4372-a567-0e02b2c3d479"  # first seen in March: unknown to the model
+STRANGER = "0000000000000000000"  # first seen in March, only on items the model never saw
 
 
 def _uuids(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,7 +61,15 @@ def make_events(n_users: int = 300, n_items: int = 120, dim: int = 8) -> pd.Data
             "weight": 1.0,
         }
     )
-    events = pd.concat([events, late], ignore_index=True)
+    stranger = pd.DataFrame(
+        {
+            "user_id": STRANGER,
+            "item_id": _uuids(2, rng),
+            "timestamp": pd.Timestamp(DAY) - pd.Timedelta(days=1),
+            "weight": 1.0,
+        }
+    )
+    events = pd.concat([events, late, stranger], ignore_index=True)
     return events.assign(event_date=events["timestamp"].dt.normalize())
 
 
@@ -96,6 +105,7 @@ def world(
                 artifact_root=settings.warehouse.artifact_root,
             ),
             "publisher": PostgresPublisher(enabled=False),
+            "warehouse": Warehouse(database=settings.warehouse.database),
         },
         executor=dg.in_process_executor,
     )
@@ -134,11 +144,9 @@ def test_text_ids_round_trip_from_raw_rows_to_recommendations(
     k = settings.recommender.k
     assert recs["user_id"].map(type).eq(str).all() and recs["item_id"].map(type).eq(str).all()
     assert set(recs["item_id"]) <= set(EVENTS["item_id"])  # UUIDs verbatim
-    active = EVENTS[
-        (EVENTS["event_date"] > pd.Timestamp(DAY) - pd.Timedelta(days=30))
-        & (EVENTS["event_date"] <= pd.Timestamp(DAY))
-    ]
-    assert set(recs["user_id"]) == set(active["user_id"])
+    # Every user with any event on or before DAY, however long ago.
+    history = EVENTS[EVENTS["event_date"] <= pd.Timestamp(DAY)]
+    assert set(recs["user_id"]) == set(history["user_id"])
 
     padded = recs[recs["user_id"].isin(PADDED)]
     per_user = padded.groupby("user_id")
@@ -146,9 +154,12 @@ def test_text_ids_round_trip_from_raw_rows_to_recommendations(
     assert (per_user.size() == k).all() and not padded["is_fallback"].any()
     lists = per_user["item_id"].apply(tuple)
     assert lists.nunique() == len(lists), "each padded id got its own list"
-    # Known users never get what they had in the window (the served fit saw all of it).
-    had = window.loc[window["user_id"].isin(PADDED), ["user_id", "item_id"]]
-    assert padded.merge(had, on=["user_id", "item_id"]).empty
+    # Nobody gets what they had up to DAY (after the fit's window too).
+    assert recs.merge(history[["user_id", "item_id"]], on=["user_id", "item_id"]).empty
 
+    # A user who arrived after the fit is folded in from the items they touched; one whose
+    # items are all new to the model gets the popularity fallback.
     late = recs[recs["user_id"] == LATE_USER]
-    assert len(late) == k and late["is_fallback"].all()
+    assert len(late) == k and not late["is_fallback"].any()
+    stranger = recs[recs["user_id"] == STRANGER]
+    assert len(stranger) == k and stranger["is_fallback"].all()

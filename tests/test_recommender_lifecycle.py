@@ -55,36 +55,70 @@ def test_challenger_beats_popularity_and_is_promoted(world: World) -> None:
     assert world.champion() == version.version
 
 
-def test_daily_recommendations_fallback_and_seen_items(world: World) -> None:
-    assert world.run([RECOMMENDATIONS], partition=DAY).success
+def test_training_sets_hold_all_history_before_the_month(world: World) -> None:
+    """April's set reads every day since the first partition (January), not a trailing
+    window: the pairs are exactly the distinct pairs of raw interactions before April."""
+    result = world.run([REC_DATASET], partition=APRIL)
+    before = world.sql(
+        "select distinct user_id, item_id from raw.interactions where event_date < ?",
+        [pd.Timestamp(APRIL)],
+    )
+    stored = world.sql(
+        "select user_id, item_id from datasets.interactions_training_set where dataset_month = ?",
+        [pd.Timestamp(APRIL)],
+    )
+    assert len(stored) == len(before) and set(stored["user_id"]) == set(before["user_id"])
+    january = world.sql(
+        "select distinct user_id from raw.interactions where event_date < '2026-02-01'"
+    )
+    assert set(january["user_id"]) <= set(stored["user_id"])
+    meta = result.asset_materializations_for_node(REC_DATASET.to_python_identifier())[0].metadata
+    assert meta["window_start"].value == "2026-01-01" and meta["window_end"].value == "2026-03-31"
+
+
+def test_daily_recommendations_cover_every_known_user_and_hide_all_they_had(
+    world: World,
+) -> None:
+    result = world.run([RECOMMENDATIONS], partition=DAY)
+    assert result.success
     recs = world.sql("select * from predictions.recommendations")
     k = world.settings.recommender.k
     assert set(recs["model_version"]) == {world.champion()}
+    assert recs["user_id"].map(type).eq(str).all() and recs["item_id"].map(type).eq(str).all()
+    history = world.sql(
+        "select distinct user_id, item_id from raw.interactions where event_date <= ?",
+        [pd.Timestamp(DAY)],
+    )
+    # Every user with any interaction on or before D gets a full list, however long ago they
+    # were last seen (the table used to hold only users active in the last 30 days).
+    assert set(recs["user_id"]) == set(history["user_id"])
     per_user = recs.groupby("user_id")
-    assert (per_user.size() <= k).all() and (per_user["rank"].min() == 1).all()
+    assert (per_user.size() == k).all() and (per_user["rank"].min() == 1).all()
+    # Nothing a user had up to D comes back, including what they did after the fit.
+    assert recs.merge(history, on=["user_id", "item_id"]).empty
 
+    # Users who arrived after the champion's training window are folded in from their own
+    # history: each gets a personal list, not the shared popularity one.
     champion = world.registry.alias("recommender", "champion")
-    # Everything each user had in the champion's training window: the served fit trained on
-    # all of it, the gate and selection slices included, and filters all of it.
-    train = world.sql(
-        "select user_id, item_id, split from datasets.interactions_training_set "
-        "where dataset_month = ?",
+    trained = world.sql(
+        "select distinct user_id from datasets.interactions_training_set where dataset_month = ?",
         [pd.Timestamp(champion.partition_key)],
     )
-    assert set(train["split"]) == {"train", "selection", "gate"}
-    assert recs["user_id"].map(type).eq(str).all() and recs["item_id"].map(type).eq(str).all()
-    known = recs[~recs["is_fallback"]]
-    leaked = known.merge(train, on=["user_id", "item_id"])
-    assert leaked.empty, "known users must never get items they already had"
-
-    # Users who first appeared after the model's training window are unknown to it.
-    unknown = recs[recs["is_fallback"]]
-    assert not unknown.empty
-    assert not set(unknown["user_id"]) & set(train["user_id"])
-    fallback_lists = (
-        unknown.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(tuple)
+    newer = recs[~recs["user_id"].isin(trained["user_id"])]
+    assert newer["user_id"].nunique() > 1 and not newer["is_fallback"].any()
+    lists = newer.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(tuple)
+    assert lists.nunique() > 1
+    meta = result.asset_materializations_for_node(RECOMMENDATIONS.to_python_identifier())[0]
+    counts = {key: value.value for key, value in meta.metadata.items()}
+    assert counts["users_folded_in_last_day"] == newer["user_id"].nunique()
+    assert (
+        counts["users_known_to_fit_last_day"]
+        + counts["users_folded_in_last_day"]
+        + counts["users_fallback_last_day"]
+        == counts["users_last_day"]
+        == counts["known_users_last_day"]
     )
-    assert fallback_lists.nunique() == 1, "every unknown user gets the same popularity list"
+    assert counts["users_left_out_last_day"] == 0
 
     assert world.run([RECOMMENDATIONS], partition=DAY).success
     again = world.sql("select * from predictions.recommendations")
@@ -98,7 +132,8 @@ def test_cli_answers_known_and_unknown_users(world: World, capsys, monkeypatch) 
     settings_file = Path(world.settings.warehouse.database).parent / "settings.yaml"
     settings_file.write_text(__import__("yaml").safe_dump(world.settings.model_dump(mode="json")))
     known = world.sql(
-        "select min(user_id) u from predictions.recommendations where not is_fallback"
+        "select min(user_id) u from datasets.interactions_training_set where dataset_month = ?",
+        [pd.Timestamp(world.registry.alias("recommender", "champion").partition_key)],
     )["u"][0]
     assert cli(["--settings", str(settings_file), "recommend", known, "-k", "5"]) == 0
     out = capsys.readouterr().out
