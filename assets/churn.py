@@ -109,10 +109,13 @@ def verified_rows(dataset: pd.DataFrame) -> pd.DataFrame:
     return dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
 
 
-def verified_splits(dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and validation rows (the purged days between them belong to neither)."""
-    usable = verified_rows(dataset)
+def split_rows(usable: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and validation rows of verified rows (the purged days belong to neither)."""
     return usable[usable["split"] == "train"], usable[usable["split"] == "valid"]
+
+
+def verified_splits(dataset: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split_rows(verified_rows(dataset))
 
 
 def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
@@ -244,7 +247,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
     def churn_challenger(
         context: dg.AssetExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
     ) -> dg.MaterializeResult:
-        train, valid = verified_splits(dataset)
+        everything = verified_rows(dataset)
+        train, valid = split_rows(everything)
         fit, select = selection_split(train, cfg.validation_days)
         started = time.perf_counter()
         trained = train_churn_model(fit, select, features, "churned", space)
@@ -253,7 +257,6 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         metrics = binary_metrics(y, scores)
         # The served fit: the winning configuration refit on every verified row up to the
         # cut-off, including the selection, purged and gate slices the judged fit never saw.
-        everything = verified_rows(dataset)
         served = refit(trained, everything, "churned")
         seconds = time.perf_counter() - started
         importance = feature_importance(served, features)

@@ -33,19 +33,13 @@ KINDS = {"duckdb", "pandas", "numpy"}
 def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
     """Per customer, lifetime aggregates of all activity before ``before``: one group-by in
     DuckDB, so a long history costs one scan rather than loading every day into pandas."""
-    with warehouse.get_connection() as con:
-        exists = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'features' and table_name = 'customer_activity'"
-        ).fetchone()[0]
-        if not exists:
-            return empty_prior()
-        frame = con.execute(
-            "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
-            "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
-            "from features.customer_activity where activity_date < ? group by customer_id",
-            [before.to_pydatetime()],
-        ).fetchdf()
+    # The table exists: the asset requires every activity partition before calling this.
+    frame = warehouse.query(
+        "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
+        "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
+        "from features.customer_activity where activity_date < ? group by customer_id",
+        [before.to_pydatetime()],
+    )
     return frame.loc[:, list(PRIOR_COLUMNS)] if len(frame) else empty_prior()
 
 

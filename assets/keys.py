@@ -19,7 +19,6 @@ def raw_keys(table: str) -> list[dg.AssetKey]:
     ]
 
 
-RAW = [key for table in RAW_TABLES for key in raw_keys(table)]
 RAW_TRANSACTIONS = dg.AssetKey(["raw", "transactions"])
 ACTIVITY = dg.AssetKey(["features", "customer_activity"])
 FEATURES = dg.AssetKey(["features", "customer_features"])

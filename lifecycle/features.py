@@ -136,8 +136,9 @@ def _chunk_size(n_days: int) -> int:
 
 def _grids(
     activity: pd.DataFrame, customers: np.ndarray, first_day: pd.Timestamp, n_days: int
-) -> Iterator[_Grid]:
-    """Dense grids over ``customers`` (sorted unique ids) for days first_day … +n_days."""
+) -> Iterator[tuple[int, _Grid]]:
+    """Dense grids over chunks of ``customers`` (sorted unique ids) for days first_day …
+    +n_days, each with the position of its first customer in ``customers``."""
     day = ((activity["activity_date"] - first_day).dt.days).to_numpy()
     keep = (day >= 0) & (day < n_days)
     ids = activity["customer_id"].to_numpy()[keep]
@@ -154,7 +155,7 @@ def _grids(
         idx = (day[inside], col_all[inside] - lo)
         count[idx] = counts[inside]
         spend[idx] = spends[inside]
-        yield _Grid(chunk, count, spend)
+        yield lo, _Grid(chunk, count, spend)
 
 
 def _window_sum(cum: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -204,7 +205,7 @@ def customer_features(
     day_idx = np.arange(n_days, dtype=np.float64)[:, None]
     frames = []
     left_out = 0
-    for lo, grid in _enumerate_grids(activity, customers, first_day, n_days):
+    for lo, grid in _grids(activity, customers, first_day, n_days):
         prior_chunk = base.iloc[lo : lo + len(grid.customers)]
         p_first = ((prior_chunk["first_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
         p_last = ((prior_chunk["last_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
@@ -265,15 +266,6 @@ def customer_features(
     return out
 
 
-def _enumerate_grids(
-    activity: pd.DataFrame, customers: np.ndarray, first_day: pd.Timestamp, n_days: int
-) -> Iterator[tuple[int, _Grid]]:
-    lo = 0
-    for grid in _grids(activity, customers, first_day, n_days):
-        yield lo, grid
-        lo += len(grid.customers)
-
-
 def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Combine two lifetime states (of disjoint day ranges)."""
     both = pd.concat([a, b], ignore_index=True)
@@ -321,7 +313,7 @@ def churn_labels(
     day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
     col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
     purchases = np.zeros(len(population), dtype=np.int64)
-    for lo, grid in _enumerate_grids(activity, customers, first_day, n_days):
+    for lo, grid in _grids(activity, customers, first_day, n_days):
         cum = _cumsum0(grid.count)
         mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
         row, col = day_of[mine], col_of[mine] - lo

@@ -102,8 +102,23 @@ def apply_weighting(raw: sp.csr_matrix, weighting: Weighting) -> sp.csr_matrix:
     )
 
 
+class IdLookup:
+    """Ids → dense row/column positions, built once per object (``pd.Index.get_indexer``)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+    @cached_property
+    def user_index(self) -> pd.Index:
+        return pd.Index(self.user_ids)
+
+    @cached_property
+    def item_index(self) -> pd.Index:
+        return pd.Index(self.item_ids)
+
+
 @dataclass(frozen=True, eq=False)
-class InteractionData:
+class InteractionData(IdLookup):
     """One view: the confidences a model is fitted on and the held-out pairs it is scored on."""
 
     train: sp.csr_matrix  # users x items confidence matrix (float32), after weighting
@@ -118,14 +133,6 @@ class InteractionData:
     @property
     def n_items(self) -> int:
         return int(self.train.shape[1])
-
-    @cached_property
-    def user_index(self) -> pd.Index:
-        return pd.Index(self.user_ids)
-
-    @cached_property
-    def item_index(self) -> pd.Index:
-        return pd.Index(self.item_ids)
 
 
 @dataclass(frozen=True, eq=False)

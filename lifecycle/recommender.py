@@ -17,7 +17,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLA
 import copy
 import json
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from lifecycle.als import (
     train_als,
 )
 from lifecycle.rec_data import (
+    IdLookup,
     InteractionData,
     InteractionSplits,
     Weighting,
@@ -83,7 +83,7 @@ _READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True, eq=False)
-class RecommenderBundle:
+class RecommenderBundle(IdLookup):
     """Everything serving needs: model, id maps, seen items to filter, cold-start fallback."""
 
     model: CpuAls
@@ -93,14 +93,6 @@ class RecommenderBundle:
     fallback_items: np.ndarray  # external item ids in popularity order (cold start)
     fallback_scores: np.ndarray  # popularity / max popularity, aligned with fallback_items
     params: AlsParams
-
-    @cached_property
-    def user_index(self) -> pd.Index:
-        return pd.Index(self.user_ids)
-
-    @cached_property
-    def item_index(self) -> pd.Index:
-        return pd.Index(self.item_ids)
 
 
 # --------------------------------------------------------------------------------------
