@@ -55,6 +55,7 @@ from lifecycle.datasets import (
     selection_split,
     snapshot_days,
 )
+from lifecycle.feature_schema import require_filled
 from lifecycle.features import feature_columns, lifetime_columns
 from lifecycle.metrics import binary_metrics
 from lifecycle.plots import calibration_plot, histogram_plot, importance_plot, roc_plot
@@ -94,12 +95,15 @@ def load_model(reg: ModelRegistry, mv: ModelVersion, fit: str = "served") -> xgb
     return load_booster(reg.verified_path(mv, name))
 
 
-def stored_rows(warehouse: Warehouse, partition_key: str, split: str) -> pd.DataFrame:
-    """Verified rows of one split of a stored training set (e.g. the champion's)."""
-    return warehouse.query(
-        "select * from datasets.churn_training_set "
-        "where dataset_month = ? and split = ? and verified order by as_of_date, customer_id",
-        [pd.Timestamp(partition_key), split],
+def stored_rows(warehouse: Warehouse, dataset_version: str, split: str) -> pd.DataFrame:
+    """Verified rows of one split of a model's own training set, by its dataset_version: the
+    month may have been rebuilt since, and the champion's evidence must not change with it."""
+    return warehouse.version_rows(
+        "datasets.churn_training_set",
+        dataset_version,
+        "split = ? and verified",
+        [split],
+        order_by="as_of_date, customer_id",
     )
 
 
@@ -188,6 +192,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
         features_ = warehouse.query(
             "select * from features.customer_features where list_contains(?, as_of_date)", params
         ).loc[:, ["as_of_date", "customer_id", *features]]
+        require_filled(features_, features, f"the churn training set for {context.partition_key}")
         labels = warehouse.query(
             "select as_of_date, customer_id, churned from labels.churn_labels "
             "where list_contains(?, as_of_date)",
@@ -218,8 +223,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             target="churned",
             date_column="as_of_date",
         )
+        # The IO manager commits the rows, the retained version and the manifest together.
         frame = frame.assign(dataset_version=manifest.version)
-        warehouse.record_manifest(manifest)
         return dg.Output(
             frame,
             metadata={
@@ -326,7 +331,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             if champion
             else None
         )
-        reference = stored_rows(warehouse, champion.partition_key, "train") if champion else None
+        reference = stored_rows(warehouse, champion.dataset_version, "train") if champion else None
         outcomes = [
             gates.at_least(
                 "auc_floor", binary_metrics(y, new).roc_auc, cfg.checks.min_auc, "ROC-AUC"
@@ -338,7 +343,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             gates.score_sanity(new),
         ]
         for outcome in outcomes:
-            yield check_result(outcome, CHALLENGER, challenger)
+            yield check_result(outcome, CHALLENGER, challenger, champion)
 
     champion = build_champion_asset(MODEL, CHALLENGER, list(GATES), "churn", KINDS)
 
@@ -391,18 +396,20 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 )
                 return
             assert mv is not None
+            require_filled(features_, features, f"{key.to_user_string()} by {mv.version}")
             booster = load_model(reg, mv)
             table = score_table(
                 features_, predict_scores(booster, features_, features), MODEL, mv.version
             )
             reference = predict_scores(
-                booster, stored_rows(warehouse, mv.partition_key, "train"), features
+                booster, stored_rows(warehouse, mv.dataset_version, "train"), features
             )
             drift = gates.score_drift(
                 reference, table["score"].to_numpy(), cfg.checks.max_score_psi
             )
             complete = gates.scores_complete(table, features_)
-            published = publisher.publish(key.path[-1], table, "as_of_date", start, end)
+            # Dagster stores an output before it resumes the generator: once past this yield the
+            # warehouse partition is committed, and a failed write never reaches the publish.
             yield dg.Output(
                 table,
                 metadata={
@@ -410,7 +417,6 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                     "model_version": mv.version,
                     "mean_score": float(table["score"].mean()) if len(table) else float("nan"),
                     "score_psi": drift.observed,
-                    "published_rows": published,
                     "distribution": dg.MetadataValue.md(
                         histogram_plot({"training": reference, "scored": table["score"].to_numpy()})
                     ),
@@ -431,6 +437,7 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                     "window": f"{start.date()}…{(end - pd.Timedelta(days=1)).date()}",
                 },
             )
+            yield from publisher.publish_committed(key, table, "as_of_date", start, end)
 
         return scores_asset
 

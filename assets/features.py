@@ -15,6 +15,7 @@ from assets.common import (
     trailing_days,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
+from lifecycle.feature_schema import Migration, migrate_feature_table
 from lifecycle.features import (
     LABELS_SCHEMA,
     PRIOR_COLUMNS,
@@ -22,6 +23,7 @@ from lifecycle.features import (
     customer_features,
     daily_activity,
     empty_prior,
+    feature_columns,
     features_schema,
 )
 from lifecycle.settings import Settings
@@ -41,6 +43,20 @@ def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
         [before.to_pydatetime()],
     )
     return frame.loc[:, list(PRIOR_COLUMNS)] if len(frame) else empty_prior()
+
+
+def migrate_features(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, columns: list[str], days: pd.Index
+) -> Migration:
+    """Bring the feature table's columns in line with ``features.windows`` before the write
+    (see lifecycle.feature_schema) and tell the operator which stored days need a backfill."""
+    with warehouse.get_connection() as con:
+        migration = migrate_feature_table(con, columns, rewriting=list(days.date))
+    if migration.added or migration.unfilled:
+        context.log.warning(migration.describe())
+    elif migration.retired:
+        context.log.info(migration.describe())
+    return migration
 
 
 def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
@@ -84,7 +100,9 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
             f"count/spend/trend features over {list(windows)}-day windows, computed only from "
             f"data up to and including D. The last {lookback} days are read as the input; "
             "lifetime aggregates of the days before come from one SQL group-by over "
-            "features/customer_activity."
+            "features/customer_activity. A change of windows adds its columns to the table "
+            "(days stored earlier hold NULL there until backfilled: the run's warning and "
+            "`days_to_backfill` name them)."
         ),
     )
     def customer_features_asset(
@@ -100,10 +118,13 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
         features = customer_features(activity, days, windows, prior, dormant)
         left_out = int(features.attrs.get("left_out_dormant", 0))
+        migration = migrate_features(context, warehouse, feature_columns(windows), days)
         return dg.Output(
             features,
             metadata={
                 **frame_metadata(features, "as_of_date"),
+                "schema_added_columns": ", ".join(migration.added) or "none",
+                "days_to_backfill": dg.MetadataValue.int(migration.unfilled_days),
                 "customers": dg.MetadataValue.int(int(features["customer_id"].nunique())),
                 "left_out_dormant_customer_days": dg.MetadataValue.int(left_out),
                 "population_rule": (

@@ -2,7 +2,11 @@
 
 Promotion never trusts "latest": the champion asset names an exact version, reads the check
 results recorded for that version's partition from the instance (so a manual materialisation in
-the UI is gated too), and refuses unless every blocking check ran on that version and passed.
+the UI is gated too), and refuses unless every blocking check ran on that version, passed, and
+compared it with the champion that is current now. The alias move is a compare-and-set on the
+champion the decision was made against, so of two concurrent promotions/rollbacks one loses.
+A rollback runs only in its model's rollback job, with a reason, and needs an override to
+restore a version that was itself rolled away from.
 """
 
 import datetime as dt
@@ -17,9 +21,11 @@ from pydantic import Field
 from assets.common import OWNERS
 from lifecycle.gates import CheckOutcome
 from lifecycle.registry import (
+    NO_CHAMPION,
     GateResult,
     ModelRegistry,
     ModelVersion,
+    PromotionDecision,
     decide_promotion,
     decide_rollback,
 )
@@ -27,9 +33,16 @@ from resources.registry import RegistryResource
 
 
 def check_result(
-    outcome: CheckOutcome, asset_key: dg.AssetKey, version: ModelVersion
+    outcome: CheckOutcome,
+    asset_key: dg.AssetKey,
+    version: ModelVersion,
+    champion: ModelVersion | None,
 ) -> dg.AssetCheckResult:
-    """Promotion gates fail with ERROR severity: the spec is blocking, so downstream stops."""
+    """Promotion gates fail with ERROR severity: the spec is blocking, so downstream stops.
+
+    The metadata is the evidence promotion re-checks: which version was judged, against which
+    champion (``"none"`` before the first), and the dataset versions both were trained on.
+    """
     return dg.AssetCheckResult(
         check_name=outcome.name,
         asset_key=asset_key,
@@ -38,6 +51,9 @@ def check_result(
         description=outcome.detail,
         metadata={
             "model_version": version.version,
+            "dataset_version": version.dataset_version,
+            "against_champion": champion.version if champion else NO_CHAMPION,
+            "champion_dataset_version": champion.dataset_version if champion else NO_CHAMPION,
             "observed": outcome.observed,
             "threshold": outcome.threshold,
             "detail": outcome.detail,
@@ -99,8 +115,8 @@ def recorded_gates(
         if record is None or evaluation is None:
             gates.append(GateResult(key.name, passed=False, executed=False, current=False))
             continue
-        judged = evaluation.metadata.get("model_version")
-        judged_version = getattr(judged, "value", judged)
+        judged_version = _metadata_text(evaluation.metadata, "model_version")
+        against = _metadata_text(evaluation.metadata, "against_champion")
         executed = record.status in (
             AssetCheckExecutionRecordStatus.SUCCEEDED,
             AssetCheckExecutionRecordStatus.FAILED,
@@ -111,10 +127,17 @@ def recorded_gates(
                 passed=bool(evaluation.passed),
                 executed=executed,
                 current=current.get(key, False) and judged_version == version,
-                detail=f"run {record.run_id[:8]}, judged {judged_version}",
+                detail=f"run {record.run_id[:8]}, judged {judged_version} against {against}",
+                against=against,
             )
         )
     return gates
+
+
+def _metadata_text(metadata: Mapping[str, Any], name: str) -> str | None:
+    value = metadata.get(name)
+    value = getattr(value, "value", value)
+    return None if value is None else str(value)
 
 
 def register_challenger(
@@ -173,12 +196,20 @@ def challenger_under_review(
 
 
 class PromotionConfig(dg.Config):
-    """Which version to make champion. Empty: the current challenger. With ``rollback``: an
+    """Which version to make champion. Empty: the current challenger. In the model's rollback
+    job (the only one accepting ``rollback: true``; it always rolls back), with a reason: an
     earlier champion, restored without re-running its gates (it passed them when promoted)."""
 
     version: str = Field("", description="Exact version id, e.g. v_260601_100000")
-    rollback: bool = Field(False, description="Restore a former champion")
-    reason: str = Field("", description="Why, for the audit trail")
+    rollback: bool = Field(False, description="Restore a former champion (rollback job only)")
+    reason: str = Field("", description="Why, for the alias history; required for a rollback")
+    override: bool = Field(False, description="Restore a version that was itself rolled back from")
+    override_reason: str = Field("", description="Why the override; required with override")
+
+
+def rollback_job_name(model_name: str) -> str:
+    """The one job that may run the champion asset with ``rollback: true``."""
+    return f"{model_name}_rollback"
 
 
 def _version_metadata(prefix: str, mv: ModelVersion | None) -> dict[str, Any]:
@@ -217,29 +248,22 @@ def build_champion_asset(
     def champion(
         context: dg.AssetExecutionContext, config: PromotionConfig, registry: RegistryResource
     ) -> dg.MaterializeResult:
+        # The rollback job always rolls back (launchpad config may omit `rollback`: it replaces
+        # the job's default); no other job may.
+        rollback = context.job_name == rollback_job_name(model_name)
+        if config.rollback and not rollback:
+            raise dg.Failure(
+                description=f"{model_name}: refused a rollback in job {context.job_name!r}: "
+                f"only the {rollback_job_name(model_name)!r} job accepts rollback: true",
+            )
         reg = registry.registry()
         current = reg.alias(model_name, "champion")
-        target = _target(reg, model_name, config)
-        if config.rollback:
-            decision = decide_rollback(
-                target, current, reg.ever_alias(model_name, "champion", target.version)
-            )
-        else:
-            gates = recorded_gates(
-                context.instance, challenger_key, check_names, target.partition_key, target.version
-            )
-            decision = decide_promotion(target, gates, check_names, current)
-            if current is not None and target.partition_key < current.partition_key:
-                # Going back to an older month is a rollback, with its own rules and record.
-                decision = replace(
-                    decision,
-                    allowed=False,
-                    reasons=(
-                        *decision.reasons,
-                        f"{target.version} was trained for {target.partition_key}, before the "
-                        f"champion's month {current.partition_key}: use the rollback job",
-                    ),
-                )
+        target = _target(reg, model_name, config, rollback)
+        decision = (
+            _rollback_decision(reg, model_name, target, current, config)
+            if rollback
+            else _promotion_decision(context, reg, challenger_key, check_names, target, current)
+        )
         if not decision.allowed:
             raise dg.Failure(
                 description=f"{model_name}: refused to make {target.version} champion: "
@@ -247,16 +271,20 @@ def build_champion_asset(
                 metadata={"refused_version": target.version},
             )
         reg.verify(target)
-        event = "rollback" if config.rollback else "promote"
+        event = "rollback" if rollback else "promote"
+        recorded = decision.audit_reason or config.reason or event
         if not decision.is_noop:
+            # Compare-and-set on the champion the decision was made against: a concurrent
+            # promotion or rollback that moved it first makes this one fail (AliasConflict).
             reg.set_alias(
                 model_name,
                 "champion",
                 target.version,
                 event,
                 context.run.run_id,
-                config.reason or event,
+                recorded,
                 dt.datetime.now(dt.UTC),
+                expected=current.version if current else None,
             )
         return dg.MaterializeResult(
             metadata={
@@ -264,7 +292,9 @@ def build_champion_asset(
                 "from_version": decision.from_version or "none",
                 "to_version": target.version,
                 "run_id": context.run.run_id,
-                "reasons": "; ".join(decision.reasons) or "all blocking checks passed",
+                "reason": recorded,
+                "reasons": "; ".join(decision.reasons)
+                or ("restored a former champion" if rollback else "all blocking checks passed"),
                 **_version_metadata("champion", target),
                 **_version_metadata("previous", current),
             }
@@ -273,10 +303,55 @@ def build_champion_asset(
     return champion
 
 
-def _target(reg: ModelRegistry, model_name: str, config: PromotionConfig) -> ModelVersion:
+def _rollback_decision(
+    reg: ModelRegistry,
+    model_name: str,
+    target: ModelVersion,
+    current: ModelVersion | None,
+    config: PromotionConfig,
+) -> PromotionDecision:
+    return decide_rollback(
+        target,
+        current,
+        reg.ever_alias(model_name, "champion", target.version),
+        reason=config.reason,
+        rolled_back_from=reg.rollbacks_from(model_name, target.version),
+        override_reason=config.override_reason if config.override else None,
+    )
+
+
+def _promotion_decision(
+    context: dg.AssetExecutionContext,
+    reg: ModelRegistry,
+    challenger_key: dg.AssetKey,
+    check_names: Sequence[str],
+    target: ModelVersion,
+    current: ModelVersion | None,
+) -> PromotionDecision:
+    gates = recorded_gates(
+        context.instance, challenger_key, check_names, target.partition_key, target.version
+    )
+    decision = decide_promotion(target, gates, check_names, current)
+    if current is not None and target.partition_key < current.partition_key:
+        # Going back to an older month is a rollback, with its own rules and record.
+        decision = replace(
+            decision,
+            allowed=False,
+            reasons=(
+                *decision.reasons,
+                f"{target.version} was trained for {target.partition_key}, before the "
+                f"champion's month {current.partition_key}: use the rollback job",
+            ),
+        )
+    return decision
+
+
+def _target(
+    reg: ModelRegistry, model_name: str, config: PromotionConfig, rollback: bool
+) -> ModelVersion:
     if config.version:
         return reg.get(model_name, config.version)
-    if config.rollback:
+    if rollback:
         raise dg.Failure(description="rollback needs an explicit version")
     challenger = reg.alias(model_name, "challenger")
     if challenger is None:

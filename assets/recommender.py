@@ -242,7 +242,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             cfg.checks,
         )
         for outcome in outcomes:
-            yield check_result(outcome, REC_CHALLENGER, challenger)
+            yield check_result(outcome, REC_CHALLENGER, challenger, champion)
 
     champion = build_champion_asset(MODEL, REC_CHALLENGER, list(GATES), "recommender", KINDS)
 
@@ -294,8 +294,9 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             events, days, load_model(reg, mv), cfg.k, weighting, mv.version, cfg.active_days
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
-        published = publisher.publish(RECOMMENDATIONS.path[-1], table, "as_of_date", start, end)
-        # A generator, so the bare `return` above (no champion yet) writes nothing, not None.
+        # A generator, so the bare `return` above (no champion yet) writes nothing, not None;
+        # and Dagster stores this output (the warehouse commits the partition) before resuming
+        # here, so PostgreSQL only ever receives committed rows.
         yield dg.Output(
             table,
             metadata={
@@ -304,9 +305,9 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 "users": int(per_user["user_id"].nunique()),
                 "fallback_share": float(per_user["is_fallback"].mean()) if len(per_user) else 0.0,
                 **counts,
-                "published_rows": published,
             },
         )
+        yield from publisher.publish_committed(RECOMMENDATIONS, table, "as_of_date", start, end)
 
     return [
         interactions_training_set,

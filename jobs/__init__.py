@@ -16,6 +16,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from assets.common import Partitions
 from assets.keys import CHAMPIONS, Selection
+from assets.promotion import rollback_job_name
 from lifecycle.settings import Settings
 
 
@@ -37,9 +38,16 @@ def champion_op_name(model: str) -> str:
     return CHAMPIONS[model].to_python_identifier()
 
 
-def rollback_run_config(model: str, version: str, reason: str = "rollback") -> dict:
-    """Run config of a rollback job; the CLI and the README's one-liner use the same shape."""
-    config = {"version": version, "rollback": True, "reason": reason}
+def rollback_run_config(
+    model: str, version: str, reason: str, override_reason: str | None = None
+) -> dict:
+    """Run config of a rollback job; the CLI and the README's one-liner use the same shape.
+
+    ``reason`` is recorded in the alias history (the champion asset refuses an empty one);
+    ``override_reason`` restores a version that was itself rolled back from."""
+    config: dict[str, object] = {"version": version, "rollback": True, "reason": reason}
+    if override_reason is not None:
+        config |= {"override": True, "override_reason": override_reason}
     return {"ops": {champion_op_name(model): {"config": config}}}
 
 
@@ -70,10 +78,12 @@ def build_jobs(keys: Selection | None = None) -> Jobs:
         ),
         rollbacks={
             model: dg.define_asset_job(
-                f"{model}_rollback",
+                rollback_job_name(model),
                 selection=dg.AssetSelection.assets(key),
                 config={"ops": {key.to_python_identifier(): {"config": {"rollback": True}}}},
-                description=f"Make an earlier {model} champion current again; set `version`.",
+                description=f"Make an earlier {model} champion current again; set `version` "
+                "and `reason` (and `override` + `override_reason` to restore a version that "
+                "was itself rolled back from).",
             )
             for model, key in keys.champions.items()
         },

@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 from dagster_shared.error import SerializableErrorInfo
@@ -27,6 +28,7 @@ from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
 from lifecycle.registry import ModelRegistry
 from lifecycle.settings import Settings, SettingsError, load_settings
+from resources.warehouse import WarehouseFileError
 
 
 def _instance() -> dg.DagsterInstance:
@@ -96,10 +98,13 @@ def _run(
     outcome = RunOutcome(_status(result.success, [c for _, c in causes]), causes, failed_gates)
     elapsed = time.perf_counter() - started
     print(f"  {what:<66} {outcome.status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
-    if outcome.status in {"blocked", "refused"}:
+    # The hint names a failed check only when one did; a refusal's own reasons follow it.
+    if outcome.status == "blocked":
         print(
             "    (a blocking check failed: the champion stays as it was; see the checks in the UI)"
         )
+    elif outcome.status == "refused":
+        print("    (refused: the champion stays as it was, for these reasons)")
     for step, cause in causes:
         print(f"    {step}: {cause}")
     return outcome
@@ -107,7 +112,8 @@ def _run(
 
 def _status(success: bool, causes: Sequence[str]) -> str:
     """A gate doing its job is an outcome, not an error: `blocked` when a blocking check failed,
-    `refused` when a promotion was refused because of one; anything else is a failure."""
+    `refused` when the registry's rules refused a promotion or rollback; anything else is a
+    failure. Both are still non-zero exits for a command asked to change the champion."""
     if success:
         return "ok"
     if causes and all("refused to make" in c for c in causes):
@@ -286,7 +292,11 @@ def versions(settings: Settings) -> int:
     return 0
 
 
-def rollback(settings: Settings, model: str, version: str, reason: str) -> int:
+def rollback(
+    settings: Settings, model: str, version: str, reason: str, override: str | None = None
+) -> int:
+    """Run the model's rollback job; 0 only when the champion is now ``version``: a refusal
+    (never champion, no reason, rolled back from without override, lost race) exits 1."""
     from definitions import build_defs
 
     outcome = _run(
@@ -294,9 +304,9 @@ def rollback(settings: Settings, model: str, version: str, reason: str) -> int:
         _instance(),
         f"{model}_rollback",
         f"roll {model} back to {version}",
-        run_config=rollback_run_config(model, version, reason),
+        run_config=rollback_run_config(model, version, reason, override),
     )
-    return 0 if outcome.ok else 1
+    return 0 if outcome.status == "ok" else 1
 
 
 def recommend(settings: Settings, user_id: str, k: int) -> int:
@@ -343,7 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rb = sub.add_parser("rollback", help="make an earlier champion current again")
     p_rb.add_argument("model", choices=families)
     p_rb.add_argument("version")
-    p_rb.add_argument("--reason", default="manual rollback")
+    p_rb.add_argument("--reason", required=True, help="why, recorded in the alias history")
+    p_rb.add_argument(
+        "--override",
+        metavar="REASON",
+        help="restore a version that was itself rolled back from, saying why",
+    )
     p_rec = sub.add_parser("recommend", help="top-K for one user from the champion")
     p_rec.add_argument("user_id", help="the user id exactly as in your data (a string)")
     p_rec.add_argument("-k", type=int, default=10)
@@ -354,12 +369,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench.add_argument("--repeats", type=int, default=3, help="N: best of N per measurement")
     p_bench.add_argument("--json", type=Path, dest="json_path", help="also write the rows here")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(settings, args)
+    except (duckdb.Error, WarehouseFileError) as exc:
+        # A corrupted or locked warehouse is the operator's to fix: one line naming the file.
+        print(f"lifecycle: {settings.warehouse.database}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(settings, args.months)
     if args.command == "versions":
         return versions(settings)
     if args.command == "rollback":
-        return rollback(settings, args.model, args.version, args.reason)
+        return rollback(settings, args.model, args.version, args.reason, args.override)
     if args.command == "bench":
         from jobs.bench import run_benchmarks
 

@@ -52,17 +52,71 @@ def fingerprint(path: Path, previous: Fingerprint | None = None) -> Fingerprint:
     return Fingerprint(size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=file_sha256(path))
 
 
-def load_cursor(text: str | None) -> dict[str, Fingerprint]:
-    """The sensor cursor, JSON ``{path: fingerprint}``; an empty or missing cursor is ``{}``."""
+@dataclass(frozen=True)
+class ReadFailure:
+    """Consecutive failed reads of one version (sha256) of a file, and whether that was
+    alerted."""
+
+    sha256: str
+    count: int
+    error: str
+    alerted: bool = False
+
+    def as_dict(self) -> dict[str, int | str | bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ReadFailure:
+        return cls(
+            sha256=str(raw["sha256"]),
+            count=int(raw["count"]),
+            error=str(raw.get("error", "")),
+            alerted=bool(raw.get("alerted", False)),
+        )
+
+
+def record_failure(previous: ReadFailure | None, sha256: str, error: str) -> ReadFailure:
+    """One more failed read: counting restarts (and may alert again) when the bytes change."""
+    if previous is not None and previous.sha256 == sha256:
+        return ReadFailure(sha256, previous.count + 1, error, previous.alerted)
+    return ReadFailure(sha256, 1, error)
+
+
+def alert_due(failure: ReadFailure, after: int) -> bool:
+    """Alert once per file version, on its ``after``-th consecutive failure or later."""
+    return failure.count >= after and not failure.alerted
+
+
+def load_state(text: str | None) -> tuple[dict[str, Fingerprint], dict[str, ReadFailure]]:
+    """The sensor cursor: fingerprints of the files seen, and the files failing to read.
+
+    Reads the current shape ``{"v": 2, "files": …, "failures": …}`` and the older flat
+    ``{path: fingerprint}`` (no failures then); an empty or missing cursor is empty.
+    """
     if not text:
-        return {}
-    return {path: Fingerprint.from_dict(raw) for path, raw in json.loads(text).items()}
+        return {}, {}
+    raw = json.loads(text)
+    if isinstance(raw.get("v"), int):
+        files = {p: Fingerprint.from_dict(f) for p, f in raw.get("files", {}).items()}
+        failures = {p: ReadFailure.from_dict(f) for p, f in raw.get("failures", {}).items()}
+        return files, failures
+    return {path: Fingerprint.from_dict(fp) for path, fp in raw.items()}, {}
 
 
-def dump_cursor(fingerprints: Mapping[str, Fingerprint]) -> str:
-    return json.dumps(
-        {path: fp.as_dict() for path, fp in sorted(fingerprints.items())}, separators=(",", ":")
-    )
+def load_cursor(text: str | None) -> dict[str, Fingerprint]:
+    """The fingerprints of a cursor (either shape)."""
+    return load_state(text)[0]
+
+
+def dump_cursor(
+    fingerprints: Mapping[str, Fingerprint], failures: Mapping[str, ReadFailure] | None = None
+) -> str:
+    state = {
+        "v": 2,
+        "files": {path: fp.as_dict() for path, fp in sorted(fingerprints.items())},
+        "failures": {path: f.as_dict() for path, f in sorted((failures or {}).items())},
+    }
+    return json.dumps(state, separators=(",", ":"))
 
 
 def scan_files(

@@ -16,15 +16,14 @@ import io
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from lifecycle.urls import check_url, redact
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<secret>[^@\s]*)@")
-REDACTED = "***"
 
 
 class PublishError(RuntimeError):
@@ -39,23 +38,6 @@ def split_table_name(table: str) -> tuple[str | None, str]:
             f"table must be 'name' or 'schema.name' of letters, digits and underscores: {table!r}"
         )
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def redact(text: str, url: str) -> str:
-    """``text`` without ``url``'s password (raw or URL-decoded) or any ``user:password@`` part."""
-    secrets: set[str] = set()
-    try:
-        password = sa.engine.make_url(url).password
-    except Exception:
-        password = None
-    if password:
-        secrets.update({str(password), quote(str(password), safe="")})
-    match = _CREDENTIALS.search(url)
-    if match and match.group("secret"):
-        secrets.update({match.group("secret"), unquote(match.group("secret"))})
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
 
 
 def _is_date_column(values: pd.Series) -> bool:
@@ -207,6 +189,8 @@ def publish_partition(
     failure: PublishError | None = None
     try:
         # hide_parameters: rows (customer ids, scores) stay out of error messages and logs.
+        # A raw '@' in the password would send a piece of it to the name server as a host.
+        check_url(url, "the publish URL")
         engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=True)
         try:
             with engine.begin() as conn:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import hashlib
 import json
 import math
@@ -51,6 +52,9 @@ __all__ = [
     "ALIASES",
     "DAGSTER_DUCKDB_CONFIG",
     "EVENTS",
+    "NO_CHAMPION",
+    "UNCHECKED",
+    "AliasConflict",
     "AliasEvent",
     "ArtifactIntegrityError",
     "GateResult",
@@ -82,6 +86,18 @@ _MAX_COUNTER = 999
 _VERSION_RE = re.compile(r"^v_(\d{6}_\d{6})(?:_(\d{3}))?$")
 # Model names become directory names, so keep them to a portable, traversal-free alphabet.
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What a gate records as the champion it judged against when there was none (never a version id).
+NO_CHAMPION = "none"
+# Reasons that say nothing: the old defaults of the rollback config and the CLI.
+_PLACEHOLDER_REASONS = frozenset({"", "rollback", "manual rollback"})
+
+
+class _Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+# ``set_alias(expected=UNCHECKED)``: move the alias whatever it points at (no compare-and-set).
+UNCHECKED = _Unchecked.UNCHECKED
 
 
 # --------------------------------------------------------------------------- errors
@@ -115,6 +131,34 @@ class PromotionRefused(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.reasons, self.subject))
+
+
+class AliasConflict(Exception):
+    """The alias moved between the decision and the write: another promotion or rollback won.
+
+    Raised by :meth:`ModelRegistry.set_alias` with ``expected``; nothing was written, so the
+    loser can re-decide against the new state.
+    """
+
+    def __init__(
+        self, model_name: str, alias: str, expected: str | None, actual: str | None, target: str
+    ) -> None:
+        self.model_name, self.alias, self.target = model_name, alias, target
+        self.expected, self.actual = expected, actual
+        found = actual or NO_CHAMPION
+        if actual == expected:  # the winner's write had not committed when we looked
+            found += " with a concurrent change in flight"
+        super().__init__(
+            f"{model_name} {alias} moved while deciding: expected {expected or NO_CHAMPION}, "
+            f"found {found}; {target} was NOT made {alias} (another promotion or rollback "
+            "won): re-run to decide against the new state"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.model_name, self.alias, self.expected, self.actual, self.target),
+        )
 
 
 # --------------------------------------------------------------------------- records
@@ -170,7 +214,9 @@ class GateResult:
     """A recorded check outcome for the candidate version.
 
     ``executed`` is False when the check was skipped; ``current`` is False when the result
-    predates the candidate's materialisation (it judged some other model).
+    predates the candidate's materialisation (it judged some other model). ``against`` is the
+    champion version the check compared with (:data:`NO_CHAMPION` when there was none), or
+    None when the record does not say: such evidence cannot be trusted for promotion.
     """
 
     check_name: str
@@ -178,6 +224,7 @@ class GateResult:
     executed: bool
     current: bool
     detail: str = ""
+    against: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +235,7 @@ class PromotionDecision:
     reasons: tuple[str, ...]
     from_version: str | None
     to_version: str
+    audit_reason: str = ""  # what the alias history records for this move
 
     @property
     def is_noop(self) -> bool:
@@ -434,8 +482,10 @@ class ModelRegistry:
         for delay in (*_CONNECT_DELAYS_S, None):
             try:
                 return duckdb.connect(str(self.database), config=dict(self.connection_config))
-            except duckdb.IOException:
-                if delay is None:
+            except duckdb.IOException as exc:
+                # Only a lock held by another process is worth waiting for; a corrupted or
+                # foreign file fails at once.
+                if delay is None or "lock" not in str(exc).lower():
                     raise
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -639,16 +689,68 @@ class ModelRegistry:
         run_id: str,
         reason: str,
         now: dt.datetime,
+        *,
+        expected: str | _Unchecked | None = UNCHECKED,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` and append the history row in one transaction.
 
-        This is the mechanism only; whether the move is allowed is decided beforehand by
-        :func:`decide_promotion` / :func:`decide_rollback`.
+        With ``expected`` (a version, or None for "not set yet") this is a compare-and-set: the
+        alias is re-read inside the transaction and :class:`AliasConflict` is raised, with
+        nothing written, if it no longer points there — also when a concurrent transaction
+        wins the write. Whether the move is allowed is decided beforehand by
+        :func:`decide_promotion` / :func:`decide_rollback`, against that same ``expected``.
         """
         _check_alias(alias)
         if event not in EVENTS:
             raise ValueError(f"unknown alias event {event!r}; expected one of {EVENTS}")
         at = _require_aware(now, "now")
+        try:
+            from_version = self._move_alias(
+                model_name, alias, version, event, run_id, reason, at, expected
+            )
+        except (duckdb.TransactionException, duckdb.ConstraintException):
+            # A concurrent transaction wrote the same alias row first (DuckDB's optimistic
+            # concurrency): with a compare-and-set that is a lost race, reported as such.
+            if expected is UNCHECKED:
+                raise
+            actual = self._alias_version(model_name, alias)
+            for delay in _CONNECT_DELAYS_S[:4]:  # ~0.75 s for the winner to commit
+                if actual != expected:
+                    break
+                time.sleep(delay)
+                actual = self._alias_version(model_name, alias)
+            raise AliasConflict(model_name, alias, expected, actual, version) from None
+        return AliasEvent(
+            model_name=model_name,
+            alias=alias,
+            from_version=from_version,
+            to_version=version,
+            event=event,  # type: ignore[arg-type]  # validated against EVENTS above
+            run_id=run_id,
+            at=at,
+            reason=reason,
+        )
+
+    def _alias_version(self, model_name: str, alias: str) -> str | None:
+        with self._connect() as con:
+            row = con.execute(
+                f"SELECT version FROM {SCHEMA}.aliases WHERE model_name = ? AND alias = ?",
+                [model_name, alias],
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _move_alias(
+        self,
+        model_name: str,
+        alias: str,
+        version: str,
+        event: str,
+        run_id: str,
+        reason: str,
+        at: dt.datetime,
+        expected: str | _Unchecked | None,
+    ) -> str | None:
+        """The write of :meth:`set_alias`; returns the version the alias pointed at before."""
         with self._transaction() as con:
             exists = con.execute(
                 f"SELECT count(*) FROM {SCHEMA}.model_versions "
@@ -665,6 +767,8 @@ class ModelRegistry:
                 [model_name, alias],
             ).fetchone()
             from_version = None if current is None else str(current[0])
+            if expected is not UNCHECKED and from_version != expected:
+                raise AliasConflict(model_name, alias, expected, from_version, version)
             con.execute(
                 f"INSERT INTO {SCHEMA}.aliases (model_name, alias, version, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (model_name, alias) "
@@ -677,16 +781,7 @@ class ModelRegistry:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [model_name, alias, from_version, version, event, run_id, _naive_utc(at), reason],
             )
-        return AliasEvent(
-            model_name=model_name,
-            alias=alias,
-            from_version=from_version,
-            to_version=version,
-            event=event,  # type: ignore[arg-type]  # validated against EVENTS above
-            run_id=run_id,
-            at=at,
-            reason=reason,
-        )
+        return from_version
 
     def _event_rows(self, model_name: str | None) -> list[tuple[Any, ...]]:
         where, params = ("WHERE model_name = ?", [model_name]) if model_name else ("", [])
@@ -729,6 +824,15 @@ class ModelRegistry:
                 [model_name, alias, version],
             ).fetchone()
         return bool(row and row[0])
+
+    def rollbacks_from(self, model_name: str, version: str) -> list[AliasEvent]:
+        """Rollbacks that moved the champion away from ``version`` (it was judged bad), oldest
+        first; restoring such a version needs an explicit override."""
+        return [
+            e
+            for e in self.events(model_name)
+            if e.alias == "champion" and e.event == "rollback" and e.from_version == version
+        ]
 
     # ----------------------------------------------------------------- reporting
 
@@ -799,10 +903,13 @@ def decide_promotion(
     required_checks: Collection[str],
     current_champion: ModelVersion | None,
 ) -> PromotionDecision:
-    """Allow promotion only if every required check executed, is current and passed.
+    """Allow promotion only if every required check executed, is current and passed, and
+    judged the candidate against the champion that is current now.
 
     ``gates`` are read oldest to newest: when one check appears several times the last entry
     wins (a re-run supersedes an earlier outcome). Checks that are not required never block.
+    A comparison with a champion that has since been replaced (a rollback, another promotion)
+    is stale evidence, as is a result that does not record its champion.
     Promoting the current champion is allowed as a no-op with reason ``"already champion"``.
     """
     from_version = current_champion.version if current_champion else None
@@ -841,6 +948,7 @@ def decide_promotion(
             )
         if not gate.passed:
             reasons.append(f"required check {check!r} failed{detail}")
+    reasons.extend(_stale_comparisons(candidate, latest, required_checks, from_version))
     return PromotionDecision(
         allowed=not reasons,
         reasons=tuple(reasons),
@@ -849,15 +957,52 @@ def decide_promotion(
     )
 
 
+def _stale_comparisons(
+    candidate: ModelVersion,
+    latest: Mapping[str, GateResult],
+    required_checks: Collection[str],
+    champion_version: str | None,
+) -> list[str]:
+    """One reason per other champion the executed required checks were judged against."""
+    now = champion_version or NO_CHAMPION
+    judged: dict[str | None, list[str]] = {}
+    for check in sorted(required_checks):
+        gate = latest.get(check)
+        if gate is not None and gate.executed and gate.against != now:
+            judged.setdefault(gate.against, []).append(check)
+    reasons = []
+    for against, checks in judged.items():
+        names = ", ".join(checks)
+        if against is None:
+            reasons.append(
+                f"gates ({names}) judged {candidate.version} without recording the champion "
+                "they compared against: re-run the gates"
+            )
+        else:
+            reasons.append(
+                f"gates ({names}) judged {candidate.version} against champion {against}, "
+                f"but the champion is now {now}: re-run the gates"
+            )
+    return reasons
+
+
 def decide_rollback(
     target: ModelVersion,
     current_champion: ModelVersion | None,
     was_champion_before: bool,
+    *,
+    reason: str,
+    rolled_back_from: Sequence[AliasEvent] = (),
+    override_reason: str | None = None,
 ) -> PromotionDecision:
-    """Allow rollback only to a former champion (it passed its gates then) that is not current.
+    """Allow rollback only to a former champion (it passed its gates then) that is not current,
+    with a reason for the history; a version that was itself rolled away from (``rolled_back_from``,
+    from :meth:`ModelRegistry.rollbacks_from`) also needs an override with its own reason.
 
     ``was_champion_before`` comes from :meth:`ModelRegistry.ever_alias`; rolling back is how
     a bad promotion is undone without re-running gates on a model that already earned them.
+    ``override_reason`` is None when no override was asked for. The recorded reason is
+    ``audit_reason``: ``"<reason>; override: <override_reason>"`` with an override.
     """
     from_version = current_champion.version if current_champion else None
     reasons: list[str] = []
@@ -872,9 +1017,26 @@ def decide_rollback(
         reasons.append(
             f"{target.label} was never champion; only a former champion can be rolled back to"
         )
+    why = reason.strip()
+    if why.lower() in _PLACEHOLDER_REASONS:
+        reasons.append(
+            f"a rollback needs a reason for the alias history (got {reason!r}): "
+            f"say why {from_version or NO_CHAMPION} is being replaced"
+        )
+    override = None if override_reason is None else override_reason.strip()
+    if override == "":
+        reasons.append("an override needs its own non-empty override_reason")
+    if rolled_back_from and override is None:
+        last = rolled_back_from[-1]
+        reasons.append(
+            f"{target.label} was itself rolled back from at {last.at:%Y-%m-%d %H:%M} UTC "
+            f"(run {last.run_id[:8]}: {last.reason!r}); restoring it needs override: true "
+            "with an override_reason"
+        )
     return PromotionDecision(
         allowed=not reasons,
         reasons=tuple(reasons),
         from_version=from_version,
         to_version=target.version,
+        audit_reason=f"{why}; override: {override}" if override else why,
     )

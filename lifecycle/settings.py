@@ -94,6 +94,9 @@ class FilesSettings(_Strict):
     interactions_timestamp_unit: Literal["s", "ms", "us", "ns"] | None = None
     encoding: str = Field("utf-8", description="Text encoding of CSV files, e.g. latin-1")
     delimiter: str = Field(",", min_length=1, description="CSV field separator, e.g. ; or \\t")
+    alert_after_failures: int = Field(
+        3, ge=1, le=1000, description="Alert once a dropped file has failed this many reads"
+    )
 
     @model_validator(mode="after")
     def _one_timestamp_style(self) -> FilesSettings:
@@ -334,7 +337,11 @@ class PublishSettings(_Strict):
     url_env: str = Field(
         "PREDICTIONS_DATABASE_URL", description="Env var holding the SQLAlchemy URL"
     )
-    schema_name: str = "predictions"
+    schema_name: str = Field(
+        "predictions",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="A plain SQL identifier: it is spliced into DDL, so nothing else is accepted",
+    )
 
 
 class Settings(_Strict):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from lifecycle.publish import redact
+from lifecycle.urls import DatabaseUrlError, check_url, redact
 from lifecycle.validation import (
     ROW_SOURCE,
     SOURCE_TIMESTAMP,
@@ -329,20 +329,29 @@ def read_event_sql(
     end: pd.Timestamp,
     timezone: str,
 ) -> pd.DataFrame:
-    """Run ``query`` with the window bound as ``:start`` and ``:end`` (naive local timestamps)."""
-    engine = sa.create_engine(url, hide_parameters=True)
+    """Run ``query`` with the window bound as ``:start`` and ``:end`` (naive local timestamps).
+
+    A URL that SQLAlchemy would split in the wrong place (a raw ``@`` in the password) is
+    refused before any host is looked up; errors never carry any piece of the password."""
+    failure: str | None = None
     try:
-        with engine.connect() as conn:
-            frame = pd.read_sql_query(
-                sa.text(query),
-                conn,
-                params={"start": start.to_pydatetime(), "end": end.to_pydatetime()},
-            )
-    except sa.exc.SQLAlchemyError as exc:
+        check_url(url, "the source database URL")
+        engine = sa.create_engine(url, hide_parameters=True)
+        try:
+            with engine.connect() as conn:
+                frame = pd.read_sql_query(
+                    sa.text(query),
+                    conn,
+                    params={"start": start.to_pydatetime(), "end": end.to_pydatetime()},
+                )
+        finally:
+            engine.dispose()
+    except (DatabaseUrlError, sa.exc.SQLAlchemyError) as exc:
         # Driver errors can echo the URL (and its password) back; alerts forward messages.
-        raise SourceQueryError(f"source query failed: {redact(str(exc), url)}") from None
-    finally:
-        engine.dispose()
+        failure = redact(str(exc), url)
+    if failure is not None:
+        # Raised outside the except block: the original exception is neither cause nor context.
+        raise SourceQueryError(f"source query failed: {failure}")
     require_columns(frame, spec.columns, "sql query")
     frame = frame.loc[:, list(spec.columns)]
     for key in spec.keys:

@@ -3,9 +3,18 @@
 Wire it as the ``publisher`` resource; the URL comes from an environment variable (a secret),
 e.g. ``PostgresPublisher(url=dg.EnvVar("PREDICTIONS_DATABASE_URL"), enabled=True)``. Disabled
 (the default), ``publish`` does nothing and returns 0, so assets can call it unconditionally.
+
+Order across the two stores: the warehouse is the system of record, PostgreSQL a copy. Assets
+call ``publish_committed`` *after* yielding their ``dg.Output``: Dagster hands an output to the
+IO manager (which commits the DuckDB partition) before it resumes the asset's generator, so a
+failed warehouse write ends the step before anything is published. A failed publish after a
+commit leaves PostgreSQL on its previous rows (one transaction) and fails the step; re-running
+the partition republishes it, idempotently.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -48,6 +57,22 @@ class PostgresPublisher(dg.ConfigurableResource):
         )
         log.info(f"published {written} rows to {self.schema_}.{table} for [{start}, {end})")
         return written
+
+    def publish_committed(
+        self, key: dg.AssetKey, frame: pd.DataFrame, date_column: str, start: object, end: object
+    ) -> Iterator[dg.AssetObservation]:
+        """Publish an asset's partition the warehouse has already committed (call it after the
+        asset's ``yield dg.Output(frame)``); when enabled, an observation records the rows."""
+        written = self.publish(key.path[-1], frame, date_column, start, end)
+        if self.enabled:
+            yield dg.AssetObservation(
+                asset_key=key,
+                metadata={
+                    "published_rows": written,
+                    "published_table": f"{self.schema_}.{key.path[-1]}",
+                    "published_window": f"[{start}, {end})",
+                },
+            )
 
 
 def publisher_from_settings(settings: Settings) -> PostgresPublisher:

@@ -11,9 +11,8 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from lifecycle.datasets import DatasetManifest
 from lifecycle.registry import ModelRegistry
-from resources.warehouse import ensure_parent
+from resources.warehouse import ensure_parent, table_exists, versions_table
 
 
 class RegistryResource(dg.ConfigurableResource):
@@ -30,7 +29,7 @@ class RegistryResource(dg.ConfigurableResource):
 
 
 class Warehouse(DuckDBResource):
-    """Plain SQL on the warehouse for what is not an asset's own table (manifests, lookups)."""
+    """Plain SQL on the warehouse for what is not an asset's own output (lookups, versions)."""
 
     @contextmanager
     def get_connection(self) -> Iterator[Any]:
@@ -42,36 +41,36 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as con:
             return con.execute(sql, params or []).fetchdf()
 
-    def replace_rows(
-        self, table: str, frame: pd.DataFrame, where: str, params: list[object]
-    ) -> None:
-        """Delete then insert in one transaction, creating the table on first use."""
-        schema = table.split(".", maxsplit=1)[0]
-        with self.get_connection() as con:
-            con.execute("begin transaction")
-            try:
-                con.execute(f"create schema if not exists {schema}")
-                con.register("_rows", frame)
-                con.execute(f"create table if not exists {table} as select * from _rows limit 0")
-                con.execute(f"delete from {table} where {where}", params)
-                con.execute(f"insert into {table} by name select * from _rows")
-                con.unregister("_rows")
-            except BaseException:
-                con.execute("rollback")
-                raise
-            con.execute("commit")
+    def version_rows(
+        self,
+        table: str,
+        version: str,
+        where: str = "true",
+        params: list[object] | None = None,
+        order_by: str | None = None,
+    ) -> pd.DataFrame:
+        """Rows of one dataset version, however often its month was rebuilt since.
 
-    def record_manifest(self, manifest: DatasetManifest) -> None:
-        """Keep every training set's manifest queryable beside the data (one row per month)."""
-        row = {
-            "dataset": manifest.dataset,
-            "partition_key": manifest.partition_key,
-            "version": manifest.version,
-            "manifest": manifest.as_json(),
-        }
-        self.replace_rows(
-            "datasets.manifests",
-            pd.DataFrame([row]),
-            "dataset = ? and partition_key = ?",
-            [manifest.dataset, manifest.partition_key],
+        Read from the append-only ``<table>_versions`` (see resources.warehouse), or from
+        ``table`` itself for a version written before the archive existed. A version neither
+        holds is an error, not an empty frame: evidence computed on no rows would pass silently.
+        """
+        schema = table.split(".", maxsplit=1)[0]
+        order = f" order by {order_by}" if order_by else ""
+        with self.get_connection() as con:
+            for source in (versions_table(table), table):
+                source_name = source.split(".", maxsplit=1)[1]
+                if not table_exists(con, schema, source_name):
+                    continue
+                found = con.execute(
+                    f"select count(*) from {source} where dataset_version = ?", [version]
+                ).fetchone()
+                if found and found[0]:
+                    return con.execute(
+                        f"select * from {source} where dataset_version = ? and ({where}){order}",
+                        [version, *(params or [])],
+                    ).fetchdf()
+        raise LookupError(
+            f"no rows of dataset version {version!r} in {versions_table(table)} or {table}: "
+            "the version a registered model was trained on is gone"
         )

@@ -5,11 +5,20 @@ statements, inserts by position, and skips empty frames. Here one connection wra
 and the insert in a single transaction (a crash in between keeps the old rows), inserts by column
 name (a frame in another column order lands right), and creates the table for an empty frame so
 readers see an empty slice instead of a missing table.
+
+A training set is also a *dataset version*: when an output carries its manifest (the
+``manifest`` metadata that ``assets.common.manifest_metadata`` writes), the same transaction
+appends the frame to the append-only ``<schema>.<table>_versions`` (once per version) and records
+the manifest in ``<schema>.manifests``. The IO manager rather than the asset does this because
+only here do the rows, the retained copy and the manifest share one transaction: a failed row
+write leaves no manifest and no orphan version, and a rebuilt month replaces the partition but
+never the version a registered model was trained on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,18 +30,131 @@ from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 
+class WarehouseFileError(RuntimeError):
+    """The warehouse path holds something that is not a DuckDB database."""
+
+
 def ensure_parent(database: str) -> None:
-    """A fresh checkout has no data folder yet; DuckDB will not create it."""
-    if database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    """A fresh checkout has no data folder yet; DuckDB will not create it. A file that is not a
+    DuckDB database fails here at once, naming it: DuckDB's own error would be retried for
+    minutes by the stock connector, as if it were a lock held by another process."""
+    if database == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size >= 12:
+        with path.open("rb") as handle:
+            header = handle.read(12)
+        if header[8:12] != b"DUCK":
+            raise WarehouseFileError(
+                f"{path} is not a DuckDB database (corrupted or another format): restore it "
+                "from a backup or move it away and re-materialise"
+            )
+
+
+MANIFESTS = "manifests"
+VERSIONS_SUFFIX = "_versions"
+
+
+def table_exists(connection: Any, schema: str, table: str) -> bool:
+    rows = connection.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(rows[0][0])
 
 
 def _table_exists(connection: Any, table_slice: TableSlice) -> bool:
-    rows = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [table_slice.schema, table_slice.table],
-    ).fetchall()
-    return bool(rows[0][0])
+    return table_exists(connection, table_slice.schema, table_slice.table)
+
+
+def versions_table(table: str) -> str:
+    """``schema.name`` → ``schema.name_versions``: where every version of a dataset is kept."""
+    return f"{table}{VERSIONS_SUFFIX}"
+
+
+def _typed_projection(connection: Any, relation: str) -> str:
+    """``select`` list of ``relation`` with untyped (NULL) columns cast to VARCHAR.
+
+    An empty or all-null object column has DuckDB type NULL; a table created with it could
+    never hold a value.
+    """
+    untyped = [
+        col
+        for col, col_type, *_ in connection.execute(f"describe select * from {relation}").fetchall()
+        if col_type.strip('"') == "NULL"
+    ]
+    casts = ", ".join(f'cast("{c}" as varchar) as "{c}"' for c in untyped)
+    return f"* replace ({casts})" if untyped else "*"
+
+
+def output_manifest(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The dataset manifest an output carries in its ``manifest`` metadata, if any."""
+    value = metadata.get("manifest")
+    data = getattr(value, "data", value)
+    return data if isinstance(data, dict) and data.get("version") else None
+
+
+def widen(connection: Any, table: str, frame: str) -> list[str]:
+    """Add the columns ``frame`` has and ``table`` lacks (rows already there read NULL), so a
+    new feature window or dataset column is a migration, not a binder error; returns them."""
+    have = {row[0] for row in connection.execute(f"describe {table}").fetchall()}
+    added = []
+    for name, col_type, *_ in connection.execute(f"describe select * from {frame}").fetchall():
+        if name not in have:
+            kind = "varchar" if col_type.strip('"') == "NULL" else col_type
+            connection.execute(f'alter table {table} add column "{name}" {kind}')
+            added.append(name)
+    return added
+
+
+def retain_version(
+    connection: Any, schema: str, table: str, frame: str, manifest: Mapping[str, Any]
+) -> bool:
+    """Append ``frame``'s rows to ``schema.table_versions`` unless that version is already there,
+    and record its manifest; returns whether rows were appended. Runs inside the caller's
+    transaction. Columns a newer version adds are added to the archive (older versions read
+    them as NULL), so a schema change does not lose history."""
+    version = str(manifest["version"])
+    columns = {row[0] for row in connection.execute(f"describe select * from {frame}").fetchall()}
+    if "dataset_version" not in columns:
+        raise ValueError(f"{schema}.{table} carries a manifest but no dataset_version column")
+    stamped = connection.execute(
+        f"select count(*) filter (where dataset_version is distinct from ?), count(*) from {frame}",
+        [version],
+    ).fetchone()
+    if stamped[0]:
+        raise ValueError(
+            f"{stamped[0]} of {stamped[1]} rows of {schema}.{table} are not stamped with "
+            f"dataset_version {version!r}: a retained version must hold only its own rows"
+        )
+    archive = f"{schema}.{table}{VERSIONS_SUFFIX}"
+    connection.execute(
+        f"create table if not exists {archive} as "
+        f"select {_typed_projection(connection, frame)} from {frame} limit 0"
+    )
+    widen(connection, archive, frame)
+    present = connection.execute(
+        f"select count(*) from {archive} where dataset_version = ?", [version]
+    ).fetchone()[0]
+    if not present:
+        connection.execute(f"insert into {archive} by name select * from {frame}")
+    manifests = f"{schema}.{MANIFESTS}"
+    connection.execute(
+        f"create table if not exists {manifests} "
+        "(dataset varchar, partition_key varchar, version varchar, manifest varchar)"
+    )
+    connection.execute(f"delete from {manifests} where version = ?", [version])
+    connection.execute(
+        f"insert into {manifests} (dataset, partition_key, version, manifest) values (?, ?, ?, ?)",
+        [
+            manifest.get("dataset", table),
+            manifest.get("partition_key"),
+            version,
+            json.dumps(dict(manifest), sort_keys=True, default=str),
+        ],
+    )
+    return not present
 
 
 class TransactionalDuckDbClient(DuckDbClient):
@@ -66,25 +188,26 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection: Any
     ) -> None:
         name = f"{table_slice.schema}.{table_slice.table}"
+        manifest = output_manifest(context.output_metadata)
+        retained: dict[str, Any] = {}
+        # No try/finally around the view: unregistering inside an aborted transaction raises
+        # and would hide the real error; the client rolls back and closes the connection.
         connection.register("_output_frame", obj)
-        try:
-            # An empty or all-null object column has DuckDB type NULL; a table created with it
-            # could never hold a value, so such columns are created as VARCHAR.
-            untyped = [
-                col
-                for col, col_type, *_ in connection.execute(
-                    "describe select * from _output_frame"
-                ).fetchall()
-                if col_type.strip('"') == "NULL"
-            ]
-            casts = ", ".join(f'cast("{c}" as varchar) as "{c}"' for c in untyped)
-            projection = f"* replace ({casts})" if untyped else "*"
-            connection.execute(
-                f"create table if not exists {name} as select {projection} from _output_frame limit 0"
+        projection = _typed_projection(connection, "_output_frame")
+        connection.execute(
+            f"create table if not exists {name} as select {projection} from _output_frame limit 0"
+        )
+        widened = widen(connection, name, "_output_frame")
+        connection.execute(f"insert into {name} by name select * from _output_frame")
+        if manifest is not None:
+            appended = retain_version(
+                connection, table_slice.schema, table_slice.table, "_output_frame", manifest
             )
-            connection.execute(f"insert into {name} by name select * from _output_frame")
-        finally:
-            connection.unregister("_output_frame")
+            retained = {
+                "retained_in": f"{name}{VERSIONS_SUFFIX}",
+                "retained_new_version": appended,
+            }
+        connection.unregister("_output_frame")
         row_count = {
             "dagster/partition_row_count"
             if context.has_partition_key
@@ -93,6 +216,8 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
         context.add_output_metadata(
             {
                 **row_count,
+                **retained,
+                **({"columns_added": ", ".join(widened)} if widened else {}),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[
                         dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()

@@ -1,5 +1,6 @@
-"""Sensors: new files → ingest their days; failed runs and checks → alerts; score drift →
-retrain a challenger (never a champion: promotion stays with the promotion job).
+"""Sensors: new files → ingest their days and redo the days they feed (sensors/drop.py);
+failed runs and checks → alerts; score drift → retrain a challenger (never a champion:
+promotion stays with the promotion job).
 
 Every sensor keeps its own cursor, so a restarted daemon neither repeats nor skips work; run
 keys make a repeated request a no-op on top of that.
@@ -9,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -22,33 +22,34 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from assets.common import Partitions
-from assets.keys import (
-    ACTIVITY,
-    CHURN_CHALLENGER,
-    CHURN_DATASET,
-    CHURN_SCORES,
-    FEATURES,
-    raw_keys,
-)
+from assets.keys import CHURN_CHALLENGER, CHURN_DATASET, CHURN_SCORES, raw_keys
 from jobs import Jobs
 from lifecycle.alerts import Alert
-from lifecycle.drops import (
-    Fingerprint,
-    changed_paths,
-    dump_cursor,
-    load_cursor,
-    scan_files,
-    version_digest,
-)
 from lifecycle.settings import Settings
-from lifecycle.sources import file_days
 from resources.alerts import AlertResource
-from resources.sources import FilesSource, source_from_settings
+from sensors.common import (
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TRIGGER_TAG,
+    partition_exists,
+    run_partition,
+)
+from sensors.drop import build_files_drop_sensor
 
-TRIGGER_TAG = "lifecycle/trigger"
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+__all__ = [
+    "PARTITION_TAG",
+    "RANGE_END_TAG",
+    "RANGE_START_TAG",
+    "TRIGGER_TAG",
+    "build_files_drop_sensor",
+    "build_sensors",
+    "check_events",
+    "partition_exists",
+    "raw_keys",
+    "run_partition",
+]
+
 DRIFT_CHECK = "score_drift"
 DRIFT_KEY = dg.AssetCheckKey(CHURN_SCORES, DRIFT_CHECK)
 PAGE = 200
@@ -58,23 +59,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def partition_exists(
-    partitions_def: dg.TimeWindowPartitionsDefinition, key: str, now: dt.datetime
-) -> bool:
-    """Whether ``key`` is a partition as of ``now`` (a day exists once it is over)."""
-    with dg.partition_loading_context(effective_dt=now):
-        return partitions_def.has_partition_key(key)
-
-
-def run_partition(tags: Mapping[str, str]) -> str | None:
-    """A run's partition key, or ``start…end`` for a single-run range backfill."""
-    if tags.get(PARTITION_TAG):
-        return tags[PARTITION_TAG]
-    if tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):
-        return f"{tags[RANGE_START_TAG]}…{tags[RANGE_END_TAG]}"
-    return None
 
 
 # --- asset check evaluations, read from the instance -----------------------------------------
@@ -214,106 +198,6 @@ def check_alert(event: CheckEvent) -> Alert:
 
 
 # --- the sensors ----------------------------------------------------------------------------
-
-
-def build_files_drop_sensor(
-    settings: Settings, partitions: Partitions, jobs: Jobs
-) -> dg.SensorDefinition:
-    files, tz = settings.source.files, settings.timezone
-    active = settings.source.kind == "files" and files is not None
-    reader = source_from_settings(settings) if active else None
-    globs = (
-        {
-            table: pattern
-            for table, pattern in (
-                ("transactions", files.transactions_glob),
-                ("interactions", files.interactions_glob),
-            )
-            if pattern
-        }
-        if files is not None
-        else {}
-    )
-
-    @dg.sensor(
-        name="files_drop_sensor",
-        job=jobs.daily,
-        minimum_interval_seconds=60,
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING if active else dg.DefaultSensorStatus.STOPPED
-        ),
-        description="New or changed source files → ingest and featurise exactly the local days "
-        "their rows cover (one run per day; a file version is never ingested twice).",
-    )
-    def files_drop_sensor(context: dg.SensorEvaluationContext):
-        if not active or files is None or not isinstance(reader, FilesSource):
-            return dg.SkipReason(f"source.kind is {settings.source.kind!r}, not 'files'")
-        previous = load_cursor(context.cursor)
-        current, tables_of = scan_files(globs, previous)
-        now = dt.datetime.now(ZoneInfo(tz))
-        versions: dict[str, set[tuple[str, str]]] = {}
-        tables: dict[str, set[str]] = {}
-        outside: set[str] = set()
-        for path in changed_paths(current, previous):
-            try:
-                # Read exactly as the files source will (per-table column, format, encoding).
-                days = sorted(
-                    {
-                        day
-                        for table in tables_of[path]
-                        for day in file_days(
-                            Path(path),
-                            str(reader.mapping(table)["timestamp"]),
-                            tz,
-                            reader.options(table),
-                        )
-                    }
-                )
-            except Exception as exc:
-                # Unreadable (or still being written): not marked as seen, looked at next tick.
-                context.log.warning(f"{path}: cannot read its timestamps: {exc}")
-                _forget(current, previous, path)
-                continue
-            for day in days:
-                if not partition_exists(partitions.daily, day, now):
-                    outside.add(day)
-                    continue
-                versions.setdefault(day, set()).add((path, current[path].sha256))
-                tables.setdefault(day, set()).update(tables_of[path])
-        if outside:
-            context.log.info(
-                f"{len(outside)} day(s) outside the daily partitions (or not over yet) skipped: "
-                f"{', '.join(sorted(outside)[:5])}"
-            )
-        requests = [
-            dg.RunRequest(
-                run_key=f"drop-{day}-{version_digest(versions[day])}",
-                partition_key=day,
-                asset_selection=_drop_selection(tables[day]),
-                tags={TRIGGER_TAG: "files_drop", "lifecycle/drop_files": str(len(versions[day]))},
-            )
-            for day in sorted(versions)
-        ]
-        cursor = dump_cursor(current)
-        if not requests:
-            return dg.SensorResult(skip_reason="no new or changed file rows", cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
-
-    return files_drop_sensor
-
-
-def _forget(current: dict[str, Fingerprint], previous: Mapping[str, Fingerprint], path: str):
-    if path in previous:
-        current[path] = previous[path]
-    else:
-        current.pop(path, None)
-
-
-def _drop_selection(tables: set[str]) -> list[dg.AssetKey]:
-    """Raw assets of the tables whose files changed; features when transactions changed
-    (features are computed from transactions only)."""
-    keys = [key for table in sorted(tables) for key in raw_keys(table)]
-    return [*keys, ACTIVITY, FEATURES] if "transactions" in tables else keys
 
 
 def build_run_failure_alert_sensor() -> dg.SensorDefinition:

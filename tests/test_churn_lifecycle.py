@@ -189,7 +189,7 @@ def test_rollback_restores_an_earlier_champion_and_refuses_a_never_champion(worl
     never = world.registry.latest_for_partition("churn", MAY)  # the shuffled-label version
     refused = job.execute_in_process(
         instance=world.instance,
-        run_config=rollback_run_config("churn", never.version),
+        run_config=rollback_run_config("churn", never.version, "test"),
         raise_on_error=False,
     )
     assert not refused.success and world.champion() == april.version
@@ -273,9 +273,9 @@ def test_a_challenger_from_an_older_month_cannot_be_promoted(world: World) -> No
         if v.partition_key == MAY and world.registry.ever_alias("churn", "champion", v.version)
     )
     job = world.defs.resolve_job_def("churn_rollback")
-    assert job.execute_in_process(
-        instance=world.instance, run_config=rollback_run_config("churn", may)
-    ).success
+    # May was rolled back from above, so restoring it takes an override with its own reason.
+    back = rollback_run_config("churn", may, "back to May", "the rollback was only a test")
+    assert job.execute_in_process(instance=world.instance, run_config=back).success
     world.run([CHURN_CHALLENGER], partition=APRIL, raise_on_error=False)
     refused = world.run([CHURN_CHAMPION], raise_on_error=False)
     assert not refused.success and "use the rollback job" in failure_text(refused)

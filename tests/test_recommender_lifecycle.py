@@ -184,7 +184,8 @@ def test_rollback_to_a_former_champion(world: World) -> None:
     assert world.champion() != march.version
     job = world.defs.resolve_job_def("recommender_rollback")
     result = job.execute_in_process(
-        instance=world.instance, run_config=rollback_run_config("recommender", march.version)
+        instance=world.instance,
+        run_config=rollback_run_config("recommender", march.version, "test"),
     )
     assert result.success and world.champion() == march.version
     assert world.registry.history("recommender").iloc[-1]["event"] == "rollback"

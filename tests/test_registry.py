@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,8 @@ import pytest
 
 from lifecycle import registry as registry_mod
 from lifecycle.registry import (
+    NO_CHAMPION,
+    AliasConflict,
     ArtifactIntegrityError,
     GateResult,
     ModelRegistry,
@@ -511,8 +514,11 @@ def _mv(version: str, model: str = "churn") -> ModelVersion:
 
 
 REQUIRED = ("auc_floor", "psi")
-OK = GateResult("auc_floor", passed=True, executed=True, current=True, detail="auc 0.81")
-PSI_OK = GateResult("psi", passed=True, executed=True, current=True, detail="psi 0.02")
+# Judged against v_1, the champion the decisions below are taken with.
+OK = GateResult("auc_floor", True, True, True, detail="auc 0.81", against="v_1")
+PSI_OK = GateResult(
+    "psi", passed=True, executed=True, current=True, detail="psi 0.02", against="v_1"
+)
 
 
 @pytest.mark.parametrize(
@@ -568,7 +574,7 @@ def test_decide_promotion(
 
 def test_decide_promotion_lists_every_reason() -> None:
     decision = decide_promotion(
-        _mv("v_2"), [GateResult("psi", False, True, False, "")], REQUIRED, None
+        _mv("v_2"), [GateResult("psi", False, True, False, "", NO_CHAMPION)], REQUIRED, None
     )
     assert not decision.allowed and decision.from_version is None
     assert len(decision.reasons) == 3  # auc missing, psi stale, psi failed
@@ -583,26 +589,29 @@ def test_decide_promotion_already_champion_is_noop() -> None:
 
 
 def test_decide_promotion_first_champion_and_model_mismatch() -> None:
-    first = decide_promotion(_mv("v_1"), [OK, PSI_OK], REQUIRED, None)
+    before_any = [replace(g, against=NO_CHAMPION) for g in (OK, PSI_OK)]
+    first = decide_promotion(_mv("v_1"), before_any, REQUIRED, None)
     assert first.allowed and first.from_version is None
     mixed = decide_promotion(_mv("v_1"), [OK, PSI_OK], REQUIRED, _mv("v_0", "recommender"))
     assert not mixed.allowed and "another model" in mixed.reasons[0]
 
 
 def test_decide_rollback() -> None:
-    ok = decide_rollback(_mv("v_1"), _mv("v_2"), was_champion_before=True)
+    why = "v_2 mis-scores new customers"
+    ok = decide_rollback(_mv("v_1"), _mv("v_2"), was_champion_before=True, reason=why)
     assert ok.allowed and ok.reasons == ()
     assert (ok.from_version, ok.to_version) == ("v_2", "v_1")
+    assert ok.audit_reason == why
 
-    never = decide_rollback(_mv("v_1"), _mv("v_2"), was_champion_before=False)
+    never = decide_rollback(_mv("v_1"), _mv("v_2"), was_champion_before=False, reason=why)
     assert not never.allowed and "never champion" in never.reasons[0]
 
-    current = decide_rollback(_mv("v_2"), _mv("v_2"), was_champion_before=True)
+    current = decide_rollback(_mv("v_2"), _mv("v_2"), was_champion_before=True, reason=why)
     assert not current.allowed and "already the current champion" in current.reasons[0]
     with pytest.raises(PromotionRefused, match="rollback refused"):
         current.raise_if_refused("rollback")
 
-    no_champion = decide_rollback(_mv("v_1"), None, was_champion_before=True)
+    no_champion = decide_rollback(_mv("v_1"), None, was_champion_before=True, reason=why)
     assert no_champion.allowed and no_champion.from_version is None
 
 
@@ -614,4 +623,92 @@ def test_rollback_flow_against_registry(reg: ModelRegistry, tmp_path: Path) -> N
     champion = reg.alias("churn", "champion")
     for target, allowed in [(v1, True), (v2, False)]:
         was = reg.ever_alias("churn", "champion", target.version)
-        assert decide_rollback(target, champion, was).allowed is allowed
+        assert decide_rollback(target, champion, was, reason="v2 bad").allowed is allowed
+
+
+# ----------------------------------------------------------------------- evidence and intent
+
+
+def test_decide_promotion_refuses_gates_judged_against_another_champion() -> None:
+    """Gate May against April, roll back to March, promote May: the April comparison is stale."""
+    may, april, march = _mv("v_may"), _mv("v_april"), _mv("v_march")
+    against_april = [replace(g, against=april.version) for g in (OK, PSI_OK)]
+    assert decide_promotion(may, against_april, REQUIRED, april).allowed
+
+    stale = decide_promotion(may, against_april, REQUIRED, march)
+    assert not stale.allowed
+    (reason,) = stale.reasons
+    assert "judged v_may against champion v_april" in reason
+    assert "the champion is now v_march" in reason and "re-run the gates" in reason
+
+    # Judged before any champion existed, promoted after one appeared: stale too.
+    first = [replace(g, against=NO_CHAMPION) for g in (OK, PSI_OK)]
+    assert "against champion none" in decide_promotion(may, first, REQUIRED, march).reasons[0]
+    # A result that does not say which champion it judged against is not evidence.
+    silent = [replace(g, against=None) for g in (OK, PSI_OK)]
+    unknown = decide_promotion(may, silent, REQUIRED, april)
+    assert not unknown.allowed and "without recording the champion" in unknown.reasons[0]
+
+
+def test_decide_rollback_needs_a_reason() -> None:
+    for empty in ("", "   ", "rollback", "manual rollback"):
+        refused = decide_rollback(_mv("v_1"), _mv("v_2"), True, reason=empty)
+        assert not refused.allowed
+        assert any("needs a reason" in r and "v_2" in r for r in refused.reasons), empty
+
+
+def test_decide_rollback_to_a_version_rolled_away_from_needs_an_override() -> None:
+    earlier = registry_mod.AliasEvent(
+        "churn", "champion", "v_1", "v_0", "rollback", "run-abcdef123", T0, "v_1 overfits"
+    )
+    args = (_mv("v_1"), _mv("v_2"), True)
+    plain = decide_rollback(*args, reason="v_2 is worse", rolled_back_from=[earlier])
+    assert not plain.allowed
+    (reason,) = plain.reasons
+    assert "itself rolled back" in reason and "'v_1 overfits'" in reason and "override" in reason
+
+    blank = decide_rollback(
+        *args, reason="v_2 is worse", rolled_back_from=[earlier], override_reason=" "
+    )
+    assert not blank.allowed and "override_reason" in blank.reasons[0]
+
+    allowed = decide_rollback(
+        *args, reason="v_2 is worse", rolled_back_from=[earlier], override_reason="fixed upstream"
+    )
+    assert allowed.allowed
+    assert allowed.audit_reason == "v_2 is worse; override: fixed upstream"
+
+
+def test_set_alias_is_a_compare_and_set(reg: ModelRegistry, tmp_path: Path) -> None:
+    v1 = _register(reg, tmp_path, tag="1")
+    v2 = _register(reg, tmp_path, tag="2", now=T0 + dt.timedelta(seconds=1))
+    v3 = _register(reg, tmp_path, tag="3", now=T0 + dt.timedelta(seconds=2))
+    with pytest.raises(AliasConflict, match=f"expected {v1.version}, found none"):
+        reg.set_alias("churn", "champion", v2.version, "promote", "r", "", T0, expected=v1.version)
+    reg.set_alias("churn", "champion", v1.version, "promote", "r", "", T0, expected=None)
+    reg.set_alias("churn", "champion", v2.version, "promote", "r", "", T0, expected=v1.version)
+    # A decision taken while v1 was champion loses: nothing is written, the message says so.
+    with pytest.raises(AliasConflict) as info:
+        reg.set_alias(
+            "churn", "champion", v3.version, "rollback", "r", "x", T0, expected=v1.version
+        )
+    assert (info.value.expected, info.value.actual, info.value.target) == (
+        v1.version,
+        v2.version,
+        v3.version,
+    )
+    assert "NOT made champion" in str(info.value) and "won" in str(info.value)
+    assert reg.alias("churn", "champion") == v2
+    assert len(reg.history("churn")) == 2
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+
+
+def test_rollbacks_from(reg: ModelRegistry, tmp_path: Path) -> None:
+    v1 = _register(reg, tmp_path, tag="1")
+    v2 = _register(reg, tmp_path, tag="2", now=T0 + dt.timedelta(seconds=1))
+    reg.set_alias("churn", "champion", v1.version, "promote", "r", "", T0)
+    reg.set_alias("churn", "champion", v2.version, "promote", "r", "", T0)
+    reg.set_alias("churn", "champion", v1.version, "rollback", "r", "v2 bad", T0)
+    assert [e.reason for e in reg.rollbacks_from("churn", v2.version)] == ["v2 bad"]
+    assert reg.rollbacks_from("churn", v1.version) == []  # v1 was promoted away from, not rolled

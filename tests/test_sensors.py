@@ -33,7 +33,7 @@ from lifecycle.drops import load_cursor, version_digest
 from lifecycle.settings import Settings
 from lifecycle.sources import FileOptions, file_days
 from resources.alerts import AlertDeliveryError, AlertResource, alerts_from_settings
-from sensors import check_events, raw_keys
+from sensors import RANGE_END_TAG, RANGE_START_TAG, check_events, raw_keys
 
 TX_RAW = raw_keys("transactions")
 
@@ -105,6 +105,8 @@ def tick(
     resources: dict[str, Any] | None = None,
 ) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def(name)
+    # A directly invoked sensor gets only the resources passed here, not the definitions' ones.
+    resources = resources if resources is not None else {"alerts": defs.resources["alerts"]}
     with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=resources, definitions=defs
     ) as ctx:
@@ -165,19 +167,23 @@ def test_drop_sensor_requests_exactly_the_days_of_new_or_changed_files(
     assert sensor.job_name == "daily_refresh"
 
     first = tick(defs, "files_drop_sensor", instance, None)
-    assert not first.run_requests and first.cursor == "{}"
+    assert not first.run_requests and first.cursor is not None
+    assert load_cursor(first.cursor) == {}
 
     a = write_csv(
         drop / "tx_a.csv",
         [(1, "2026-02-03 09:00", 10.0), (2, "2026-02-03 17:00", 5.0), (1, "2026-02-04 08:00", 7.5)],
     )
     added = tick(defs, "files_drop_sensor", instance, first.cursor)
-    requests = by_partition(added)
-    assert sorted(requests) == ["2026-02-03", "2026-02-04"]
-    for day, request in requests.items():
-        assert request.run_key is not None and request.run_key.startswith(f"drop-{day}-")
-        assert request.asset_selection == [*TX_RAW, ACTIVITY, FEATURES]
-        assert request.tags["lifecycle/trigger"] == "files_drop"
+    (request,) = added.run_requests or []  # consecutive days: one ranged run, not one per day
+    assert request.partition_key is None
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (
+        "2026-02-03",
+        "2026-02-04",
+    )
+    assert request.run_key is not None and request.run_key.startswith("drop-2026-02-03-2026-02-04-")
+    assert request.asset_selection == [*TX_RAW, ACTIVITY, FEATURES]
+    assert request.tags["lifecycle/trigger"] == "files_drop"
     assert set(load_cursor(added.cursor)) == {str(a)}
 
     again = tick(defs, "files_drop_sensor", instance, added.cursor)
@@ -193,7 +199,7 @@ def test_drop_sensor_requests_exactly_the_days_of_new_or_changed_files(
     rewritten = tick(defs, "files_drop_sensor", instance, touched.cursor)
     changed = by_partition(rewritten)
     assert sorted(changed) == ["2026-02-03"]  # the file's days now
-    assert changed["2026-02-03"].run_key != requests["2026-02-03"].run_key
+    assert changed["2026-02-03"].run_key != request.run_key
 
     # A second file: only its days (and not the one before the partitions start).
     b = write_csv(drop / "tx_b.csv", [(3, "2026-02-10 12:00", 3.0), (3, "2025-12-31 12:00", 1.0)])
@@ -273,7 +279,7 @@ def test_drop_sensor_is_stopped_and_skips_without_files_source(
     _, defs = small_defs
     sensor = defs.resolve_sensor_def("files_drop_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    with dg.build_sensor_context(instance=instance) as ctx:
+    with dg.build_sensor_context(instance=instance, resources={"alerts": AlertResource()}) as ctx:
         assert isinstance(sensor(ctx), dg.SkipReason)
 
 
