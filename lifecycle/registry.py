@@ -13,8 +13,9 @@ Storage is the shared DuckDB file (schema ``registry``). The file is also writte
 components in the same process, so each call opens a short-lived connection and closes it
 before returning; nothing is cached between calls.
 
-The promotion rules (:func:`decide_promotion`, :func:`decide_rollback`) are pure functions so
-they can be tested and reasoned about without a database.
+The promotion rules (:func:`decide_promotion`, :func:`decide_rollback`) are pure functions in
+:mod:`lifecycle.promotion_rules`, the records in :mod:`lifecycle.model_records`; both are
+re-exported here so callers import one module.
 
 Version ids
 -----------
@@ -41,12 +42,25 @@ import shutil
 import stat
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import duckdb
 import pandas as pd
+
+from lifecycle.model_records import (
+    ALIASES,
+    EVENTS,
+    NO_CHAMPION,
+    AliasConflict,
+    AliasEvent,
+    ArtifactIntegrityError,
+    GateResult,
+    ModelVersion,
+    PromotionDecision,
+    PromotionRefused,
+)
+from lifecycle.promotion_rules import decide_promotion, decide_rollback
 
 __all__ = [
     "ALIASES",
@@ -69,10 +83,6 @@ __all__ = [
     "sha256_file",
 ]
 
-Alias = Literal["champion", "challenger"]
-Event = Literal["promote", "rollback", "set"]
-ALIASES: tuple[str, ...] = get_args(Alias)
-EVENTS: tuple[str, ...] = get_args(Event)
 
 SCHEMA = "registry"
 # DuckDB refuses a second in-process connection to a file that is already open with another
@@ -86,10 +96,6 @@ _MAX_COUNTER = 999
 _VERSION_RE = re.compile(r"^v_(\d{6}_\d{6})(?:_(\d{3}))?$")
 # Model names become directory names, so keep them to a portable, traversal-free alphabet.
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# What a gate records as the champion it judged against when there was none (never a version id).
-NO_CHAMPION = "none"
-# Reasons that say nothing: the old defaults of the rollback config and the CLI.
-_PLACEHOLDER_REASONS = frozenset({"", "rollback", "manual rollback"})
 
 
 class _Unchecked(enum.Enum):
@@ -98,154 +104,6 @@ class _Unchecked(enum.Enum):
 
 # ``set_alias(expected=UNCHECKED)``: move the alias whatever it points at (no compare-and-set).
 UNCHECKED = _Unchecked.UNCHECKED
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ArtifactIntegrityError(Exception):
-    """An artifact no longer matches the hash recorded at registration (changed or missing)."""
-
-    def __init__(self, path: Path | str, expected: str, actual: str | None) -> None:
-        self.path = Path(path)
-        self.expected = expected
-        self.actual = actual
-        found = "file is missing" if actual is None else f"found sha256 {actual}"
-        super().__init__(
-            f"artifact integrity check failed for {self.path}: expected sha256 {expected}, {found}"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the exception picklable across process boundaries despite the custom __init__.
-        return (type(self), (self.path, self.expected, self.actual))
-
-
-class PromotionRefused(Exception):
-    """A promotion or rollback the rules do not allow; the message lists every reason."""
-
-    def __init__(self, reasons: Sequence[str], subject: str = "promotion") -> None:
-        self.reasons = tuple(reasons)
-        self.subject = subject
-        listed = "; ".join(self.reasons) or "no reason given"
-        super().__init__(f"{subject} refused: {listed}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.reasons, self.subject))
-
-
-class AliasConflict(Exception):
-    """The alias moved between the decision and the write: another promotion or rollback won.
-
-    Raised by :meth:`ModelRegistry.set_alias` with ``expected``; nothing was written, so the
-    loser can re-decide against the new state.
-    """
-
-    def __init__(
-        self, model_name: str, alias: str, expected: str | None, actual: str | None, target: str
-    ) -> None:
-        self.model_name, self.alias, self.target = model_name, alias, target
-        self.expected, self.actual = expected, actual
-        found = actual or NO_CHAMPION
-        if actual == expected:  # the winner's write had not committed when we looked
-            found += " with a concurrent change in flight"
-        super().__init__(
-            f"{model_name} {alias} moved while deciding: expected {expected or NO_CHAMPION}, "
-            f"found {found}; {target} was NOT made {alias} (another promotion or rollback "
-            "won): re-run to decide against the new state"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            type(self),
-            (self.model_name, self.alias, self.expected, self.actual, self.target),
-        )
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One immutable registered model: where its files are and what produced them.
-
-    ``params``/``metrics`` are plain dicts (so they serialise anywhere) holding the JSON
-    round-tripped values; treat them as read-only.
-    """
-
-    model_name: str
-    version: str
-    partition_key: str
-    created_at: dt.datetime
-    artifact_dir: str
-    files_sha256: Mapping[str, str]
-    sha256: str
-    dataset_version: str
-    params: Mapping[str, Any]
-    metrics: Mapping[str, float]
-    code_version: str
-    run_id: str
-
-    def __hash__(self) -> int:
-        # Dict fields are unhashable; identity plus content digest is enough and eq-consistent.
-        return hash((self.model_name, self.version, self.sha256))
-
-    @property
-    def label(self) -> str:
-        """``model_name@version``, for log lines and messages."""
-        return f"{self.model_name}@{self.version}"
-
-
-@dataclass(frozen=True)
-class AliasEvent:
-    """One alias change, kept forever so promotions and rollbacks are auditable."""
-
-    model_name: str
-    alias: str
-    from_version: str | None
-    to_version: str
-    event: Event
-    run_id: str
-    at: dt.datetime
-    reason: str
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """A recorded check outcome for the candidate version.
-
-    ``executed`` is False when the check was skipped; ``current`` is False when the result
-    predates the candidate's materialisation (it judged some other model). ``against`` is the
-    champion version the check compared with (:data:`NO_CHAMPION` when there was none), or
-    None when the record does not say: such evidence cannot be trusted for promotion.
-    """
-
-    check_name: str
-    passed: bool
-    executed: bool
-    current: bool
-    detail: str = ""
-    against: str | None = None
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    """Outcome of the pure promotion/rollback rules; ``reasons`` explain refusals/no-ops."""
-
-    allowed: bool
-    reasons: tuple[str, ...]
-    from_version: str | None
-    to_version: str
-    audit_reason: str = ""  # what the alias history records for this move
-
-    @property
-    def is_noop(self) -> bool:
-        """True when the alias already points at ``to_version``: nothing to write."""
-        return self.from_version == self.to_version
-
-    def raise_if_refused(self, subject: str = "promotion") -> None:
-        """Turn a refusal into :class:`PromotionRefused` so a run fails loudly."""
-        if not self.allowed:
-            raise PromotionRefused(self.reasons, subject)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -892,151 +750,3 @@ class ModelRegistry:
     def verify(self, mv: ModelVersion) -> dict[str, Path]:
         """Verify every artifact of a version; returns ``{name: path}`` when all match."""
         return {name: self.verified_path(mv, name) for name in sorted(mv.files_sha256)}
-
-
-# --------------------------------------------------------------------------- rules
-
-
-def decide_promotion(
-    candidate: ModelVersion,
-    gates: Sequence[GateResult],
-    required_checks: Collection[str],
-    current_champion: ModelVersion | None,
-) -> PromotionDecision:
-    """Allow promotion only if every required check executed, is current and passed, and
-    judged the candidate against the champion that is current now.
-
-    ``gates`` are read oldest to newest: when one check appears several times the last entry
-    wins (a re-run supersedes an earlier outcome). Checks that are not required never block.
-    A comparison with a champion that has since been replaced (a rollback, another promotion)
-    is stale evidence, as is a result that does not record its champion.
-    Promoting the current champion is allowed as a no-op with reason ``"already champion"``.
-    """
-    from_version = current_champion.version if current_champion else None
-    if current_champion is not None and current_champion.model_name != candidate.model_name:
-        return PromotionDecision(
-            allowed=False,
-            reasons=(
-                f"current champion {current_champion.label} belongs to another model "
-                f"than candidate {candidate.label}",
-            ),
-            from_version=from_version,
-            to_version=candidate.version,
-        )
-    if from_version == candidate.version:
-        return PromotionDecision(
-            allowed=True,
-            reasons=("already champion",),
-            from_version=from_version,
-            to_version=candidate.version,
-        )
-    latest: dict[str, GateResult] = {g.check_name: g for g in gates}
-    reasons: list[str] = []
-    for check in sorted(required_checks):
-        gate = latest.get(check)
-        detail = f" ({gate.detail})" if gate is not None and gate.detail else ""
-        if gate is None:
-            reasons.append(f"required check {check!r} has no recorded result")
-            continue
-        if not gate.executed:
-            reasons.append(f"required check {check!r} did not execute{detail}")
-            continue
-        if not gate.current:
-            reasons.append(
-                f"required check {check!r} is stale: it ran before "
-                f"{candidate.label} was materialised"
-            )
-        if not gate.passed:
-            reasons.append(f"required check {check!r} failed{detail}")
-    reasons.extend(_stale_comparisons(candidate, latest, required_checks, from_version))
-    return PromotionDecision(
-        allowed=not reasons,
-        reasons=tuple(reasons),
-        from_version=from_version,
-        to_version=candidate.version,
-    )
-
-
-def _stale_comparisons(
-    candidate: ModelVersion,
-    latest: Mapping[str, GateResult],
-    required_checks: Collection[str],
-    champion_version: str | None,
-) -> list[str]:
-    """One reason per other champion the executed required checks were judged against."""
-    now = champion_version or NO_CHAMPION
-    judged: dict[str | None, list[str]] = {}
-    for check in sorted(required_checks):
-        gate = latest.get(check)
-        if gate is not None and gate.executed and gate.against != now:
-            judged.setdefault(gate.against, []).append(check)
-    reasons = []
-    for against, checks in judged.items():
-        names = ", ".join(checks)
-        if against is None:
-            reasons.append(
-                f"gates ({names}) judged {candidate.version} without recording the champion "
-                "they compared against: re-run the gates"
-            )
-        else:
-            reasons.append(
-                f"gates ({names}) judged {candidate.version} against champion {against}, "
-                f"but the champion is now {now}: re-run the gates"
-            )
-    return reasons
-
-
-def decide_rollback(
-    target: ModelVersion,
-    current_champion: ModelVersion | None,
-    was_champion_before: bool,
-    *,
-    reason: str,
-    rolled_back_from: Sequence[AliasEvent] = (),
-    override_reason: str | None = None,
-) -> PromotionDecision:
-    """Allow rollback only to a former champion (it passed its gates then) that is not current,
-    with a reason for the history; a version that was itself rolled away from (``rolled_back_from``,
-    from :meth:`ModelRegistry.rollbacks_from`) also needs an override with its own reason.
-
-    ``was_champion_before`` comes from :meth:`ModelRegistry.ever_alias`; rolling back is how
-    a bad promotion is undone without re-running gates on a model that already earned them.
-    ``override_reason`` is None when no override was asked for. The recorded reason is
-    ``audit_reason``: ``"<reason>; override: <override_reason>"`` with an override.
-    """
-    from_version = current_champion.version if current_champion else None
-    reasons: list[str] = []
-    if current_champion is not None and current_champion.model_name != target.model_name:
-        reasons.append(
-            f"current champion {current_champion.label} belongs to another model "
-            f"than target {target.label}"
-        )
-    if from_version == target.version:
-        reasons.append(f"{target.label} is already the current champion")
-    if not was_champion_before:
-        reasons.append(
-            f"{target.label} was never champion; only a former champion can be rolled back to"
-        )
-    why = reason.strip()
-    if why.lower() in _PLACEHOLDER_REASONS:
-        reasons.append(
-            f"a rollback needs a reason for the alias history (got {reason!r}): "
-            f"say why {from_version or NO_CHAMPION} is being replaced"
-        )
-    override = None if override_reason is None else override_reason.strip()
-    if override == "":
-        reasons.append("an override needs its own non-empty override_reason")
-    if rolled_back_from and override is None:
-        last = rolled_back_from[-1]
-        reasons.append(
-            f"{target.label} was itself rolled back from at {last.at:%Y-%m-%d %H:%M} UTC "
-            f"(run {last.run_id[:8]}: {last.reason!r}); restoring it needs override: true "
-            "with an override_reason"
-        )
-    return PromotionDecision(
-        allowed=not reasons,
-        reasons=tuple(reasons),
-        from_version=from_version,
-        to_version=target.version,
-        audit_reason=f"{why}; override: {override}" if override else why,
-    )
