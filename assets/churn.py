@@ -27,6 +27,12 @@ from assets.keys import (
     FEATURES,
     LABELS,
 )
+from assets.per_day import (
+    daily_frame_metadata,
+    day_check_evaluations,
+    day_key,
+    score_day_results,
+)
 from assets.promotion import (
     build_champion_asset,
     challenger_under_review,
@@ -58,7 +64,14 @@ from lifecycle.datasets import (
 from lifecycle.feature_schema import require_filled
 from lifecycle.features import feature_columns, lifetime_columns
 from lifecycle.metrics import binary_metrics
-from lifecycle.plots import calibration_plot, histogram_plot, importance_plot, roc_plot
+from lifecycle.numbers import rounded_metadata
+from lifecycle.plots import (
+    calibration_plot,
+    histogram_plot,
+    importance_plot,
+    psi_plot,
+    roc_plot,
+)
 from lifecycle.registry import ModelRegistry, ModelVersion
 from lifecycle.scoring import score_table
 from lifecycle.settings import Settings
@@ -285,8 +298,22 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 metrics=metrics.as_dict() | {"training_seconds": seconds},
                 code_version=CODE_VERSION,
             )
+        by_outcome = {"churned": scores[y == 1], "stayed": scores[y == 0]}
         return dg.MaterializeResult(
             metadata={
+                # Plots first (one per entry), so the UI lists them at the top.
+                "plot_roc": dg.MetadataValue.md(roc_plot(y, scores, label=version.version)),
+                "plot_calibration": dg.MetadataValue.md(
+                    calibration_plot(y, scores, label=version.version)
+                ),
+                "plot_importance": dg.MetadataValue.md(importance_plot(importance)),
+                "plot_score_distribution": dg.MetadataValue.md(
+                    histogram_plot(
+                        by_outcome,
+                        title=f"Holdout scores by outcome ({version.version})",
+                        xlabel="predicted churn probability",
+                    )
+                ),
                 **meta,
                 "train_rows": len(fit),
                 "selection_rows": len(select),
@@ -296,11 +323,8 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 "best_iteration": trained.best_iteration,
                 "metrics_are_of": "the judged fit (trained without the selection and holdout "
                 "slices); the served fit adds them and is what scores use",
-                **{k: float(v) for k, v in metrics.as_dict().items()},
+                **rounded_metadata({k: float(v) for k, v in metrics.as_dict().items()}),
                 "params": dg.MetadataValue.json(dict(trained.params)),
-                "roc": dg.MetadataValue.md(roc_plot(y, scores, label=version.version)),
-                "calibration": dg.MetadataValue.md(calibration_plot(y, scores)),
-                "importance": dg.MetadataValue.md(importance_plot(importance)),
             }
         )
 
@@ -332,20 +356,35 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             else None
         )
         reference = stored_rows(warehouse, champion.dataset_version, "train") if champion else None
+        drift = gates.input_drift(
+            reference, train, features, cfg.checks.max_feature_psi, lifetime_columns()
+        )
         outcomes = [
             gates.at_least(
                 "auc_floor", binary_metrics(y, new).roc_auc, cfg.checks.min_auc, "ROC-AUC"
             ),
             gates.beats_champion_auc(y, new, old, cfg.checks.auc_tolerance, cfg.checks.n_boot),
-            gates.input_drift(
-                reference, train, features, cfg.checks.max_feature_psi, lifetime_columns()
-            ),
+            drift,
             gates.score_sanity(new),
         ]
+        # The picture behind two verdicts: both ROC curves on the same holdout rows, and the
+        # PSI of every feature against the bound.
+        plots: dict[str, dict[str, str]] = {"input_drift": {}, "beats_champion": {}}
+        if champion is not None and old is not None:
+            plots["beats_champion"]["plot_roc"] = roc_plot(
+                y, new, challenger.version, baseline=(old, f"champion {champion.version}")
+            )
+        if reference is not None:
+            per_feature = {c: float(drift.extra[f"psi_{c}"]) for c in features}
+            plots["input_drift"]["plot_psi"] = psi_plot(
+                per_feature, cfg.checks.max_feature_psi, lifetime_columns()
+            )
         for outcome in outcomes:
-            yield check_result(outcome, CHALLENGER, challenger, champion)
+            yield check_result(outcome, CHALLENGER, challenger, champion, plots.get(outcome.name))
 
-    champion = build_champion_asset(MODEL, CHALLENGER, list(GATES), "churn", KINDS)
+    champion = build_champion_asset(
+        MODEL, CHALLENGER, list(GATES), "churn", KINDS, settings.alerts.webserver_url
+    )
 
     def build_scores(key: dg.AssetKey, alias: str, description: str) -> dg.AssetsDefinition:
         check_name = "score_drift"
@@ -362,8 +401,10 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
                 dg.AssetCheckSpec(
                     check_name,
                     asset=key,
-                    description="Scores stay close to the model's training-time scores "
-                    "(PSI) and every active customer got exactly one score.",
+                    description="Each day's scores stay close to the model's training-time "
+                    "scores (PSI) and every active customer got exactly one score that day. One "
+                    "result per day, also in range runs.",
+                    partitions_def=partitions.daily,
                 )
             ],
             group_name="churn",
@@ -391,8 +432,9 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             if skip is not None:
                 context.log.info(skip)
                 # Every declared check must get a result, or the step (and the daily run) fails.
-                yield dg.AssetCheckResult(
-                    check_name=check_name, asset_key=key, passed=True, metadata={"skipped": skip}
+                days = list(context.partition_keys)
+                yield from day_check_evaluations(
+                    context, key, check_name, {day: (True, {"skipped": skip}) for day in days}
                 )
                 return
             assert mv is not None
@@ -407,34 +449,46 @@ def build_churn_assets(partitions: Partitions, settings: Settings) -> list:
             drift = gates.score_drift(
                 reference, table["score"].to_numpy(), cfg.checks.max_score_psi
             )
-            complete = gates.scores_complete(table, features_)
+            results = score_day_results(
+                table, features_, reference, cfg.checks.max_score_psi, list(context.partition_keys)
+            )
             # Dagster stores an output before it resumes the generator: once past this yield the
             # warehouse partition is committed, and a failed write never reaches the publish.
             yield dg.Output(
                 table,
                 metadata={
-                    **frame_metadata(table, "as_of_date"),
+                    **daily_frame_metadata(
+                        context,
+                        table,
+                        "as_of_date",
+                        extra={
+                            "mean_score": table.groupby(day_key(table["as_of_date"]).to_numpy())[
+                                "score"
+                            ]
+                            .mean()
+                            .round(4),
+                            "score_psi": pd.Series(
+                                {day: meta["score_psi"] for day, (_, meta) in results.items()}
+                            ),
+                        },
+                    ),
                     "model_version": mv.version,
-                    "mean_score": float(table["score"].mean()) if len(table) else float("nan"),
-                    "score_psi": drift.observed,
+                    "range_mean_score": round(float(table["score"].mean()), 4)
+                    if len(table)
+                    else float("nan"),
+                    "range_score_psi": round(drift.observed, 4),
                     "distribution": dg.MetadataValue.md(
                         histogram_plot({"training": reference, "scored": table["score"].to_numpy()})
                     ),
                 },
             )
-            yield dg.AssetCheckResult(
-                check_name=check_name,
-                asset_key=key,
-                passed=drift.passed and complete.passed,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "model_version": mv.version,
-                    "score_psi": drift.observed,
-                    "bound": drift.threshold,
-                    "scored_rows": len(table),
-                    "active_customers": int(complete.threshold),
-                    "completeness": complete.detail,
-                    "window": f"{start.date()}…{(end - pd.Timedelta(days=1)).date()}",
+            yield from day_check_evaluations(
+                context,
+                key,
+                check_name,
+                {
+                    day: (passed, {"model_version": mv.version, **meta})
+                    for day, (passed, meta) in results.items()
                 },
             )
             yield from publisher.publish_committed(key, table, "as_of_date", start, end)

@@ -9,12 +9,12 @@ from assets.common import (
     Partitions,
     daily_table,
     day_keys,
-    frame_metadata,
     local_window,
     require_materialized,
     trailing_days,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
+from assets.per_day import daily_frame_metadata, day_key
 from lifecycle.feature_schema import Migration, migrate_feature_table
 from lifecycle.features import (
     LABELS_SCHEMA,
@@ -30,6 +30,13 @@ from lifecycle.settings import Settings
 from resources.registry import Warehouse
 
 KINDS = {"duckdb", "pandas", "numpy"}
+
+
+def per_day(frame: pd.DataFrame, date_column: str, column: str, how: str) -> pd.Series:
+    """One group-by over the range: ``how`` of ``column`` per day key."""
+    if frame.empty:
+        return pd.Series(dtype=float)
+    return frame.groupby(day_key(frame[date_column]).to_numpy())[column].agg(how)
 
 
 def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
@@ -79,7 +86,13 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         start, end = local_window(context)
         require_materialized(context, RAW_TRANSACTIONS, day_keys(start, end), "daily activity")
         activity = daily_activity(transactions)
-        return dg.Output(activity, metadata=frame_metadata(activity, "activity_date"))
+        customers = per_day(activity, "activity_date", "customer_id", "nunique")
+        return dg.Output(
+            activity,
+            metadata=daily_frame_metadata(
+                context, activity, "activity_date", extra={"customers": customers}
+            ),
+        )
 
     @dg.asset(
         key=FEATURES,
@@ -122,11 +135,16 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         return dg.Output(
             features,
             metadata={
-                **frame_metadata(features, "as_of_date"),
+                **daily_frame_metadata(
+                    context,
+                    features,
+                    "as_of_date",
+                    extra={"customers": per_day(features, "as_of_date", "customer_id", "nunique")},
+                ),
                 "schema_added_columns": ", ".join(migration.added) or "none",
                 "days_to_backfill": dg.MetadataValue.int(migration.unfilled_days),
-                "customers": dg.MetadataValue.int(int(features["customer_id"].nunique())),
-                "left_out_dormant_customer_days": dg.MetadataValue.int(left_out),
+                "range_customers": dg.MetadataValue.int(int(features["customer_id"].nunique())),
+                "range_left_out_dormant_customer_days": dg.MetadataValue.int(left_out),
                 "population_rule": (
                     f"purchase on or before D, last purchase within {dormant} days"
                     if dormant
@@ -179,8 +197,13 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         return dg.Output(
             labels,
             metadata={
-                **frame_metadata(labels, "as_of_date"),
-                "churn_rate": dg.MetadataValue.float(
+                **daily_frame_metadata(
+                    context,
+                    labels,
+                    "as_of_date",
+                    extra={"churn_rate": per_day(labels, "as_of_date", "churned", "mean").round(4)},
+                ),
+                "range_churn_rate": dg.MetadataValue.float(
                     float(labels["churned"].mean()) if len(labels) else 0.0
                 ),
             },

@@ -7,7 +7,8 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from assets.common import DAILY_RANGE, OWNERS, Partitions, frame_metadata, local_window
+from assets.common import DAILY_RANGE, OWNERS, Partitions, local_window
+from assets.per_day import daily_frame_metadata, day_check_evaluations, day_key
 from lifecycle.settings import Settings
 from lifecycle.sources import FILE_COUNTS, partition_window
 from lifecycle.validation import (
@@ -60,6 +61,39 @@ def quarantine_type() -> dg.DagsterType:
 
 def quarantine_check_name(table: str) -> str:
     return f"{table}_quarantine_share"
+
+
+def day_results(
+    by_day: pd.DataFrame, bound: float, empty: set[str], on_empty: str
+) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Each day's quarantine verdict with its own numbers, and the range's worst day beside
+    them; an empty day fails only under on_empty_day: warn (fail stops the run earlier)."""
+    worst = by_day["share"].idxmax()
+    context = {
+        "bound": float(bound),
+        "on_empty_day": on_empty,
+        "range": f"{by_day.index[0]}…{by_day.index[-1]}",
+        "range_max_share": round(float(by_day["share"].max()), 4),
+        "range_worst_day": str(worst),
+        "range_days_over_bound": int((by_day["share"] > bound).sum()),
+        "range_empty_days": len(empty),
+    }
+    results = {}
+    for day, row in by_day.iterrows():
+        is_empty = day in empty
+        share = float(row["share"])
+        passed = share <= bound and not (is_empty and on_empty == "warn")
+        results[str(day)] = (
+            passed,
+            {
+                "share": round(share, 4),
+                "quarantined_rows": int(row["quarantined"]),
+                "kept_rows": int(row["kept"]),
+                "empty": is_empty,
+                **context,
+            },
+        )
+    return results
 
 
 def build_raw_asset(
@@ -118,7 +152,9 @@ def build_raw_asset(
                 quarantine_check_name(table),
                 asset=key,
                 description=f"Every day's quarantined share stays at or below {bound:.0%}."
-                + empty_note,
+                + empty_note
+                + " One result per day, also in range runs.",
+                partitions_def=partitions.daily,
             )
         ],
         partitions_def=partitions.daily,
@@ -153,13 +189,29 @@ def build_raw_asset(
             )
         shares = quarantine_share_by_day(batch.clean, batch.quarantine, start, end)
         quality = daily_quality(shares, bound)
-        worst = shares.loc[shares["share"].idxmax()]
+        by_day = shares.assign(key=day_key(shares["day"])).set_index("key")
+        who = spec.keys[0]
+        clean_days = day_key(batch.clean["event_date"]) if len(batch.clean) else None
         yield dg.Output(
             batch.clean,
             output_name="clean",
             metadata={
-                **frame_metadata(batch.clean, "event_date"),
-                "quarantined_rows": dg.MetadataValue.int(len(batch.quarantine)),
+                **daily_frame_metadata(
+                    context,
+                    batch.clean,
+                    "event_date",
+                    key,
+                    {
+                        "quarantined_rows": by_day["quarantined"].astype(int),
+                        "quarantine_share": by_day["share"].round(4),
+                        f"{who.removesuffix('_id')}s": (
+                            batch.clean[who].groupby(clean_days.to_numpy()).nunique()
+                            if clean_days is not None
+                            else pd.Series(dtype=int)
+                        ),
+                    },
+                ),
+                "range_quarantined_rows": dg.MetadataValue.int(len(batch.quarantine)),
                 "empty_days": dg.MetadataValue.int(len(missing_days)),
                 **({"empty_day_list": _days(missing_days)} if missing_days else {}),
                 **file_metadata(read.files, batch.by_source),
@@ -169,7 +221,13 @@ def build_raw_asset(
             quality,
             output_name="quality",
             metadata={
-                **frame_metadata(quality),
+                **daily_frame_metadata(
+                    context,
+                    quality,
+                    "event_date",
+                    quality_key,
+                    {"passed": by_day["share"] <= bound},
+                ),
                 "failing_days": int((~quality["passed"]).sum()),
                 "empty_days": int(quality["empty"].sum()),
             },
@@ -179,27 +237,17 @@ def build_raw_asset(
             batch.quarantine,
             output_name="quarantine",
             metadata={
-                **frame_metadata(batch.quarantine),
-                "reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+                **daily_frame_metadata(context, batch.quarantine, "event_date", quarantine_key),
+                "range_reasons": dg.MetadataValue.json(
+                    {str(k): int(v) for k, v in reasons.items()}
+                ),
             },
         )
-        share_ok = bool(shares["share"].max() <= bound)
-        yield dg.AssetCheckResult(
-            check_name=quarantine_check_name(table),
-            asset_key=key,
-            passed=share_ok and not (bool(missing_days) and on_empty == "warn"),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "max_share": float(worst["share"]),
-                "worst_day": str(worst["day"].date()),
-                "bound": float(bound),
-                "days_over_bound": int((shares["share"] > bound).sum()),
-                "quarantined_rows": int(shares["quarantined"].sum()),
-                "kept_rows": int(shares["kept"].sum()),
-                "empty_days": len(missing_days),
-                "empty_day_list": _days(missing_days) if missing_days else "none",
-                "on_empty_day": on_empty,
-            },
+        yield from day_check_evaluations(
+            context,
+            key,
+            quarantine_check_name(table),
+            day_results(by_day, bound, set(missing_days), on_empty),
         )
 
     return _raw

@@ -19,7 +19,9 @@ import dagster as dg
 from pydantic import Field
 
 from assets.common import OWNERS
+from lifecycle.alerts import run_path
 from lifecycle.gates import CheckOutcome
+from lifecycle.numbers import rounded_metadata
 from lifecycle.registry import (
     NO_CHAMPION,
     GateResult,
@@ -37,11 +39,14 @@ def check_result(
     asset_key: dg.AssetKey,
     version: ModelVersion,
     champion: ModelVersion | None,
+    plots: Mapping[str, str] | None = None,
 ) -> dg.AssetCheckResult:
     """Promotion gates fail with ERROR severity: the spec is blocking, so downstream stops.
 
     The metadata is the evidence promotion re-checks: which version was judged, against which
     champion (``"none"`` before the first), and the dataset versions both were trained on.
+    Numbers are rounded for reading (the verdict was taken on the exact values); ``plots``
+    (name → markdown image) come first, so the UI lists them at the top.
     """
     return dg.AssetCheckResult(
         check_name=outcome.name,
@@ -50,14 +55,19 @@ def check_result(
         severity=dg.AssetCheckSeverity.ERROR,
         description=outcome.detail,
         metadata={
+            **{name: dg.MetadataValue.md(image) for name, image in (plots or {}).items()},
             "model_version": version.version,
             "dataset_version": version.dataset_version,
             "against_champion": champion.version if champion else NO_CHAMPION,
             "champion_dataset_version": champion.dataset_version if champion else NO_CHAMPION,
-            "observed": outcome.observed,
-            "threshold": outcome.threshold,
-            "detail": outcome.detail,
-            **dict(outcome.extra),
+            **rounded_metadata(
+                {
+                    "observed": outcome.observed,
+                    "threshold": outcome.threshold,
+                    "detail": outcome.detail,
+                    **dict(outcome.extra),
+                }
+            ),
         },
     )
 
@@ -218,8 +228,28 @@ def _version_metadata(prefix: str, mv: ModelVersion | None) -> dict[str, Any]:
     return {
         f"{prefix}_version": mv.version,
         f"{prefix}_partition": mv.partition_key,
-        **{f"{prefix}_{k}": float(v) for k, v in mv.metrics.items()},
+        **rounded_metadata({f"{prefix}_{k}": float(v) for k, v in mv.metrics.items()}),
     }
+
+
+def _run_link(base_url: str | None, name: str, run_id: str) -> dict[str, Any]:
+    """``{name: url}`` to the run in the UI when the webserver URL is configured, else nothing
+    (the plain run id is always recorded next to it)."""
+    path = run_path(run_id)
+    if not base_url or not path:
+        return {}
+    return {name: dg.MetadataValue.url(base_url.rstrip("/") + path)}
+
+
+def event_label(
+    event: str, from_version: str | None, to_version: str, reason: str, noop: bool
+) -> str:
+    """One line telling promotion, rollback and no-op apart in the asset's event list:
+    ``PROMOTE v_a → v_b``, ``ROLLBACK v_b → v_a: <reason>``, ``UNCHANGED v_b``."""
+    if noop:
+        return f"UNCHANGED {to_version} (already champion)"
+    label = f"{event.upper()} {from_version or 'none'} → {to_version}"
+    return f"{label}: {reason}" if event == "rollback" else label
 
 
 def build_champion_asset(
@@ -228,7 +258,10 @@ def build_champion_asset(
     check_names: Sequence[str],
     group: str,
     kinds: set[str],
+    webserver_url: str | None = None,
 ) -> dg.AssetsDefinition:
+    """``webserver_url`` (settings.alerts.webserver_url) turns the run ids in each promotion
+    record into links to this run and to the run that trained the promoted version."""
     key = dg.AssetKey(["models", f"{model_name}_champion"])
 
     @dg.asset(
@@ -286,13 +319,21 @@ def build_champion_asset(
                 dt.datetime.now(dt.UTC),
                 expected=current.version if current else None,
             )
+        run_id = context.run.run_id
         return dg.MaterializeResult(
             metadata={
-                "event": event if not decision.is_noop else "unchanged",
+                # Listed first: promote vs rollback at a glance in the asset's events.
+                "event": event_label(
+                    event, decision.from_version, target.version, recorded, decision.is_noop
+                ),
+                "action": event if not decision.is_noop else "unchanged",
                 "from_version": decision.from_version or "none",
                 "to_version": target.version,
-                "run_id": context.run.run_id,
                 "reason": recorded,
+                **_run_link(webserver_url, "run", run_id),
+                **_run_link(webserver_url, "challenger_run", target.run_id),
+                "run_id": run_id,
+                "challenger_run_id": target.run_id,
                 "reasons": "; ".join(decision.reasons)
                 or ("restored a former champion" if rollback else "all blocking checks passed"),
                 **_version_metadata("champion", target),

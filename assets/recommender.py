@@ -21,6 +21,7 @@ from assets.common import (
     require_materialized,
 )
 from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
+from assets.per_day import daily_frame_metadata, day_key
 from assets.promotion import (
     build_champion_asset,
     challenger_under_review,
@@ -30,6 +31,8 @@ from assets.promotion import (
 )
 from lifecycle.datasets import build_manifest
 from lifecycle.interactions import from_table, to_table
+from lifecycle.numbers import rounded_metadata
+from lifecycle.plots import precision_plot
 from lifecycle.rec_data import window_start
 from lifecycle.rec_serving import daily_recommendations
 from lifecycle.rec_training import (
@@ -195,7 +198,7 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         )
         reg = registry.registry()
         with tempfile.TemporaryDirectory() as tmp:
-            _, meta = register_challenger(
+            version, meta = register_challenger(
                 context,
                 reg,
                 MODEL,
@@ -205,14 +208,22 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
                 metrics=metrics,
                 code_version=CODE_VERSION,
             )
+        numbers = {
+            **{f"{k}_at_k": float(v) for k, v in fits.gate.as_dict().items()},
+            **{f"popularity_{k}_at_k": float(v) for k, v in fits.popularity.as_dict().items()},
+            **{f"selection_{k}_at_k": float(v) for k, v in fits.selection.as_dict().items()},
+            **{k: float(v) for k, v in metrics.items() if k.startswith("served_")},
+        }
         return dg.MaterializeResult(
             metadata={
+                "plot_precision_at_k": dg.MetadataValue.md(
+                    precision_plot(
+                        fits.gate.as_dict(), fits.popularity.as_dict(), cfg.k, version.version
+                    )
+                ),
                 **meta,
                 "judged_fit": JUDGED_NOTE,
-                **{f"{k}_at_k": float(v) for k, v in fits.gate.as_dict().items()},
-                **{f"popularity_{k}_at_k": float(v) for k, v in fits.popularity.as_dict().items()},
-                **{f"selection_{k}_at_k": float(v) for k, v in fits.selection.as_dict().items()},
-                **{k: float(v) for k, v in metrics.items() if k.startswith("served_")},
+                **rounded_metadata(numbers),
                 "trials": dg.MetadataValue.md(md_table(fits.trials, max_rows=len(fits.trials))),
                 "params": dg.MetadataValue.json(dict(asdict(fits.params))),
             }
@@ -244,7 +255,9 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
         for outcome in outcomes:
             yield check_result(outcome, REC_CHALLENGER, challenger, champion)
 
-    champion = build_champion_asset(MODEL, REC_CHALLENGER, list(GATES), "recommender", KINDS)
+    champion = build_champion_asset(
+        MODEL, REC_CHALLENGER, list(GATES), "recommender", KINDS, settings.alerts.webserver_url
+    )
 
     who = (
         "every user with any interaction on or before D"
@@ -294,16 +307,27 @@ def build_recommender_assets(partitions: Partitions, settings: Settings) -> list
             events, days, load_model(reg, mv), cfg.k, weighting, mv.version, cfg.active_days
         )
         per_user = table.drop_duplicates(["as_of_date", "user_id"])
+        user_days = per_user.groupby(day_key(per_user["as_of_date"]).to_numpy())
         # A generator, so the bare `return` above (no champion yet) writes nothing, not None;
         # and Dagster stores this output (the warehouse commits the partition) before resuming
         # here, so PostgreSQL only ever receives committed rows.
         yield dg.Output(
             table,
             metadata={
-                **frame_metadata(table, "as_of_date"),
+                **daily_frame_metadata(
+                    context,
+                    table,
+                    "as_of_date",
+                    extra={
+                        "users": user_days["user_id"].nunique(),
+                        "fallback_share": user_days["is_fallback"].mean().round(4),
+                    },
+                ),
                 "model_version": mv.version,
-                "users": int(per_user["user_id"].nunique()),
-                "fallback_share": float(per_user["is_fallback"].mean()) if len(per_user) else 0.0,
+                "range_users": int(per_user["user_id"].nunique()),
+                "range_fallback_share": round(float(per_user["is_fallback"].mean()), 4)
+                if len(per_user)
+                else 0.0,
                 **counts,
             },
         )

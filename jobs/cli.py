@@ -23,7 +23,9 @@ import pandas as pd
 from dagster_shared.error import SerializableErrorInfo
 
 from assets.keys import CHALLENGERS, FAMILY_TABLE, Selection
+from assets.per_day import days_tag
 from jobs import rollback_run_config
+from jobs.demo_story import Story, gate_line, rollback_target
 from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
 from lifecycle.registry import ModelRegistry
@@ -51,6 +53,8 @@ class RunOutcome:
     status: str
     causes: list[tuple[str, str]] = field(default_factory=list)
     failed_gates: dict[dg.AssetKey, list[str]] = field(default_factory=dict)
+    # One line per failed blocking check: asset, version judged, check and its numbers.
+    gate_details: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +77,7 @@ def _run(
         tags = {
             "dagster/asset_partition_range_start": days[0],
             "dagster/asset_partition_range_end": days[1],
+            **days_tag(*days),
         }
     started = time.perf_counter()
     # The UI keeps every event and traceback; the terminal gets one line per run and, for a
@@ -92,10 +97,13 @@ def _run(
         if event.is_step_failure and event.step_failure_data.error
     ]
     failed_gates: dict[dg.AssetKey, list[str]] = {}
+    details: list[str] = []
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed_gates.setdefault(evaluation.asset_key, []).append(evaluation.check_name)
-    outcome = RunOutcome(_status(result.success, [c for _, c in causes]), causes, failed_gates)
+            details.append(gate_line(evaluation))
+    status = _status(result.success, [c for _, c in causes])
+    outcome = RunOutcome(status, causes, failed_gates, details)
     elapsed = time.perf_counter() - started
     print(f"  {what:<66} {outcome.status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
     # The hint names a failed check only when one did; a refusal's own reasons follow it.
@@ -227,12 +235,30 @@ def demo(settings: Settings, months: int) -> int:
                 )
             )
         steps.append(("promote_champions", f"promote {key} challengers if their gates passed", {}))
+        if len(train_months) >= 3 and month == train_months[-3] and "churn" in keys.families:
+            # A rehearsed rollback: the next month's challenger must then beat the older model.
+            steps.append(("churn_rollback", "roll churn back to the previous champion", {}))
     print("Running the lifecycle:")
     ok = True
     why: dict[str, list[str]] = {family: [] for family in keys.families}
-    for job, what, kwargs in steps:
+    story, registry = Story(), _registry(settings)
+    for job, planned, planned_kwargs in steps:
+        what, kwargs = planned, planned_kwargs
+        if job == "churn_rollback":
+            target = rollback_target(registry, "churn")
+            if target is None:
+                continue
+            reason = (
+                f"drill: {target[0]} set aside while its shadow scores are reviewed; "
+                f"{target[1]} restored"
+            )
+            what = f"roll churn back {target[0]} → {target[1]} (reason recorded)"
+            kwargs = {"run_config": rollback_run_config("churn", target[1], reason)}
         outcome = _run(defs, instance, job, what, **kwargs)
         ok = outcome.ok and ok
+        story.blocked += outcome.gate_details
+        if outcome.status == "refused":
+            story.refused += [f"{step}: {cause}" for step, cause in outcome.causes]
         for key, gates in outcome.failed_gates.items():
             family = _family_of(key)
             if family in why:
@@ -248,6 +274,7 @@ def demo(settings: Settings, months: int) -> int:
             break
     print()
     versions(settings)
+    print("\n" + "\n".join(story.lines(registry, list(keys.families))))
     missing = _without_champion(settings, keys.families)
     for family in missing:
         reasons = "; ".join(why[family][-3:]) or "no challenger was trained (see the runs above)"

@@ -13,6 +13,16 @@ import numpy as np
 import pandas as pd
 
 from lifecycle.metrics import feature_psi, paired_bootstrap_auc_diff, psi, roc_auc
+from lifecycle.numbers import sig, signed
+
+
+def _bound(value: float) -> str:
+    """A configured threshold as written in the settings: 0.7, 0.05, 1.2 (not 0.7000)."""
+    return f"{sig(value):g}"
+
+
+def _tolerance(tolerance: float) -> str:
+    return signed(-tolerance, 3)
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,7 @@ def at_least(name: str, observed: float, minimum: float, what: str) -> CheckOutc
         passed=bool(observed >= minimum),
         observed=float(observed),
         threshold=float(minimum),
-        detail=f"{what} {observed:.4f} {'≥' if observed >= minimum else '<'} floor {minimum:.4f}",
+        detail=f"{what} {observed:.4f} {'≥' if observed >= minimum else '<'} floor {_bound(minimum)}",
     )
 
 
@@ -50,18 +60,21 @@ def beats_champion_auc(
         return CheckOutcome(name, True, float("nan"), -tolerance, "no champion yet: first model")
     interval = paired_bootstrap_auc_diff(y, challenger, champion, n_boot=n_boot, seed=seed)
     passed = interval.lower >= -tolerance
+    auc_new, auc_old = roc_auc(y, challenger), roc_auc(y, champion)
+    verdict = "" if passed else ": the interval's lower end is below the tolerance"
     return CheckOutcome(
         name,
         passed=bool(passed),
         observed=float(interval.lower),
         threshold=-tolerance,
         detail=(
-            f"AUC diff {interval.estimate:+.4f}, {1 - interval.alpha:.0%} CI "
-            f"[{interval.lower:+.4f}, {interval.upper:+.4f}] vs −tolerance {-tolerance:.4f}"
+            f"AUC {auc_new:.4f} vs champion {auc_old:.4f}: {signed(interval.estimate)}, "
+            f"{1 - interval.alpha:.0%} CI [{signed(interval.lower)}, {signed(interval.upper)}] "
+            f"(tolerance {_tolerance(tolerance)}){verdict}"
         ),
         extra={
-            "auc_challenger": roc_auc(y, challenger),
-            "auc_champion": roc_auc(y, champion),
+            "auc_challenger": auc_new,
+            "auc_champion": auc_old,
             "auc_diff": float(interval.estimate),
             "ci_lower": float(interval.lower),
             "ci_upper": float(interval.upper),
@@ -92,6 +105,9 @@ def input_drift(
     gated = [c for c in columns if c not in set(informational)] or list(columns)
     # A NaN PSI (a feature missing on one side) counts as the worst drift, never as none.
     worst = max(gated, key=lambda c: (np.isnan(per_feature[c]), per_feature[c]))
+    over = [c for c in gated if not per_feature[c] <= max_psi]
+    value = per_feature[worst]
+    shown_value = "n/a (missing on one side)" if np.isnan(value) else f"{value:.3f}"
     shown: dict[str, float | str] = {f"psi_{c}": float(v) for c, v in per_feature.items()}
     if informational:
         shown["not_gated"] = ", ".join(c for c in columns if c in set(informational))
@@ -100,7 +116,11 @@ def input_drift(
         passed=bool(per_feature[worst] <= max_psi),  # False for NaN
         observed=float(per_feature[worst]),
         threshold=max_psi,
-        detail=f"worst gated feature {worst}: PSI {per_feature[worst]:.3f} (bound {max_psi})",
+        detail=(
+            f"worst gated feature {worst}: PSI {shown_value} (bound {_bound(max_psi)}); "
+            f"{len(over)} of {len(gated)} gated features over"
+            + (f": {', '.join(over[:5])}{', …' if len(over) > 5 else ''}" if over else "")
+        ),
         extra=shown,
     )
 
@@ -116,7 +136,10 @@ def score_sanity(scores: np.ndarray) -> CheckOutcome:
         passed=passed,
         observed=spread,
         threshold=1e-6,
-        detail=f"{int((~finite).sum())} non-finite, range ok: {in_range}, std {spread:.5f}",
+        detail=(
+            f"{int((~finite).sum())} non-finite, "
+            f"{'all in [0, 1]' if in_range else 'some outside [0, 1]'}, std {spread:.4g}"
+        ),
         extra={
             "nan_count": int((~finite).sum()),
             "min_score": float(np.nanmin(scores)) if scores.size else float("nan"),
@@ -134,7 +157,10 @@ def lift_over_baseline(
         passed=bool(ratio >= factor),
         observed=float(ratio),
         threshold=factor,
-        detail=f"{metric} {model_value:.4f} vs popularity {baseline_value:.4f}: ×{ratio:.2f} (need ×{factor})",
+        detail=(
+            f"{metric} {model_value:.4f} vs popularity {baseline_value:.4f}: "
+            f"×{ratio:.2f} (need ×{_bound(factor)})"
+        ),
         extra={"model": float(model_value), "popularity": float(baseline_value)},
     )
 
@@ -151,7 +177,10 @@ def not_worse_than_champion(
         passed=bool(diff >= -tolerance),
         observed=float(diff),
         threshold=-tolerance,
-        detail=f"{metric} challenger {challenger_value:.4f} − champion {champion_value:.4f} = {diff:+.4f}",
+        detail=(
+            f"{metric}: {challenger_value:.4f} vs champion {champion_value:.4f}: "
+            f"{signed(diff)} (tolerance {_tolerance(tolerance)})"
+        ),
         extra={"challenger": float(challenger_value), "champion": float(champion_value)},
     )
 
@@ -173,7 +202,9 @@ def score_drift(reference: np.ndarray, current: np.ndarray, max_psi: float) -> C
         passed=bool(value <= max_psi),
         observed=float(value),
         threshold=max_psi,
-        detail=f"PSI of scores vs the champion's training scores: {value:.3f} (bound {max_psi})",
+        detail=(
+            f"PSI of scores vs the model's training scores: {value:.3f} (bound {_bound(max_psi)})"
+        ),
     )
 
 

@@ -52,10 +52,27 @@ class WarehouseSettings(_Strict):
         return str(PROJECT_ROOT / v)
 
 
+class IncidentSettings(_Strict):
+    """A planted tracking bug (off unless set): amounts x ``factor`` for a ``share`` of
+    customers in ``[start, end)``, so the demo shows a gate blocking a challenger."""
+
+    start: dt.date
+    end: dt.date
+    share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    factor: Annotated[float, Field(gt=0)] = 100.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IncidentSettings:
+        if self.end <= self.start:
+            raise ValueError("source.synthetic.incident.end must be after its start")
+        return self
+
+
 class SyntheticSettings(_Strict):
     seed: int = 7
     n_customers: Annotated[int, Field(gt=0)] = 5000
     n_items: Annotated[int, Field(gt=0)] = 1000
+    incident: IncidentSettings | None = None
 
 
 class ColumnMap(_Strict):

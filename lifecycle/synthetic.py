@@ -41,6 +41,11 @@ Generative story (all randomness from ``np.random.default_rng`` streams derived 
   personal signal for collaborative filtering.
 * **Interactions** contain views (weight 1), add-to-carts (weight 3) and every purchase
   (weight 5, same timestamp and item as its transaction row).
+* **Incident** (optional, :class:`Incident`): a tracking bug that multiplies the recorded
+  ``amount`` of a share of customers' orders in ``[start, end)`` (e.g. x100: cents sent as
+  units). Only the recorded amounts change; behaviour, churn dates and every other row are
+  those of the same shop without the incident (the bug draws from its own stream), and the
+  affected customers are returned, so the ground truth stays what the shop did.
 
 Same seed and config produce bit-for-bit identical frames and arrays.
 """
@@ -48,7 +53,7 @@ Same seed and config produce bit-for-bit identical frames and arrays.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -58,6 +63,7 @@ __all__ = [
     "PURCHASE_WEIGHT",
     "SEGMENTS",
     "VIEW_WEIGHT",
+    "Incident",
     "Segment",
     "SyntheticConfig",
     "SyntheticShop",
@@ -102,6 +108,22 @@ SEGMENTS: tuple[Segment, ...] = (
 
 
 @dataclass(frozen=True)
+class Incident:
+    """A planted data incident, so a demo can show a gate saying no on data it should refuse."""
+
+    start: datetime.date
+    end: datetime.date  # exclusive
+    share: float = 0.5  # share of customers whose orders the bug hits
+    factor: float = 100.0  # recorded amount = true amount x factor
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"incident end ({self.end}) must be after start ({self.start})")
+        if not 0.0 < self.share <= 1.0 or self.factor <= 0:
+            raise ValueError("incident share must be in (0, 1] and factor > 0")
+
+
+@dataclass(frozen=True)
 class SyntheticConfig:
     """All knobs of the synthetic shop; the defaults give a plausible mid-size shop.
 
@@ -142,6 +164,7 @@ class SyntheticConfig:
     zipf_exponent: float = 1.0  # popularity ∝ rank ** -zipf_exponent
     popularity_beta: float = 1.0  # exponent on popularity in the choice model
     affinity_temperature: float = 0.6  # lower = more personal (taste dominates popularity)
+    incident: Incident | None = None  # off by default: the shop records what happened
 
     def __post_init__(self) -> None:
         """Fail early on configs that would silently produce nonsense."""
@@ -187,6 +210,8 @@ class SyntheticShop:
     user_factors: np.ndarray  # (n_customers, n_factors); row i <-> customers.customer_id[i]
     item_factors: np.ndarray  # (n_items, n_factors); row j <-> item_id j + 1
     item_popularity: np.ndarray  # (n_items,) popularity weights, sum 1; index j <-> item j + 1
+    # Customer ids whose recorded amounts the incident multiplied (empty without one).
+    incident_customers: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -453,6 +478,23 @@ def _customers_frame(cfg: SyntheticConfig, pop: _Population) -> pd.DataFrame:
     )
 
 
+def _apply_incident(
+    cfg: SyntheticConfig, transactions: pd.DataFrame, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Multiply the recorded amounts of the hit customers' orders inside the incident days."""
+    incident = cfg.incident
+    if incident is None:
+        return transactions, np.empty(0, np.int64)
+    n_hit = max(1, round(incident.share * cfg.n_customers))
+    hit = np.sort(rng.choice(np.arange(1, cfg.n_customers + 1), size=n_hit, replace=False))
+    stamps = transactions["timestamp"]
+    inside = (stamps >= pd.Timestamp(incident.start)) & (stamps < pd.Timestamp(incident.end))
+    rows = inside.to_numpy() & np.isin(transactions["customer_id"].to_numpy(), hit)
+    amount = transactions["amount"].to_numpy().copy()
+    amount[rows] = np.round(amount[rows] * incident.factor, 2)
+    return transactions.assign(amount=amount), hit
+
+
 def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
     """Generate the shop described by ``cfg``; deterministic in ``cfg`` (seed included)."""
     root = np.random.SeedSequence(cfg.seed)
@@ -496,6 +538,9 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
         }
     )
 
+    # A fourth child stream: the first three (and so every row) are unchanged by an incident.
+    (incident_ss,) = root.spawn(1)
+    transactions, hit = _apply_incident(cfg, transactions, np.random.default_rng(incident_ss))
     return SyntheticShop(
         transactions=transactions,
         interactions=interactions,
@@ -503,4 +548,5 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
         user_factors=cat.user_factors,
         item_factors=cat.item_factors,
         item_popularity=cat.popularity,
+        incident_customers=hit,
     )

@@ -172,9 +172,11 @@ def check_events(
 
 
 def metadata_details(evaluation: dg.AssetCheckEvaluation, limit: int = 8) -> dict[str, str]:
-    """The check's scalar metadata (e.g. score_psi and its bound) as short strings."""
+    """The check's scalar metadata (e.g. score_psi and its bound) as short strings; the day's
+    own figures before the range-wide ``range*`` context (metadata comes back sorted by name)."""
     details = {}
-    for name, value in evaluation.metadata.items():
+    items = sorted(evaluation.metadata.items(), key=lambda kv: kv[0].startswith("range"))
+    for name, value in items:
         raw = getattr(value, "value", value)
         if isinstance(raw, bool | int | float | str) and len(str(raw)) <= 80:
             details[name] = f"{raw:.4g}" if isinstance(raw, float) else str(raw)

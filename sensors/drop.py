@@ -26,6 +26,7 @@ from assets.keys import (
     Selection,
     raw_keys,
 )
+from assets.per_day import days_tag
 from jobs import Jobs
 from lifecycle.alerts import Alert
 from lifecycle.drops import (
@@ -113,7 +114,7 @@ def run_requests(
             STAGE_TAG: STAGES[planned.stage],
         }
         if planned.days > 1:
-            tags |= {RANGE_START_TAG: start, RANGE_END_TAG: end}
+            tags |= {RANGE_START_TAG: start, RANGE_END_TAG: end, **days_tag(start, end)}
         requests.append(
             dg.RunRequest(
                 run_key=f"{prefix}-{span}-{digest}",

@@ -125,8 +125,9 @@ def test_each_partition_holds_exactly_its_days_rows(
     assert quality["kept"].tolist() == [6] * 7
     assert quality["quarantined"].tolist() == [0] * 7
     assert quality["passed"].all()
-    (check,) = ranged.get_asset_check_evaluations()
-    assert check.passed
+    checks = ranged.get_asset_check_evaluations()  # one per day of the range
+    assert sorted(str(c.partition) for c in checks) == DAYS
+    assert all(c.passed for c in checks)
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_the_check_warns(
@@ -174,13 +175,16 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_check_warns(
     assert quality["share"].tolist() == pytest.approx([0.0, 0.4])
     assert quality["passed"].tolist() == [True, False]
 
-    (check,) = result.get_asset_check_evaluations()
+    checks = {str(c.partition): c for c in result.get_asset_check_evaluations()}
+    assert checks["2026-03-02"].passed
+    check = checks["2026-03-03"]
     assert check.check_name == "transactions_quarantine_share"
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.WARN
-    assert check.metadata["worst_day"].value == "2026-03-03"
-    assert check.metadata["days_over_bound"].value == 1
-    assert check.metadata["max_share"].value == pytest.approx(0.4)
+    assert check.metadata["range_worst_day"].value == "2026-03-03"
+    assert check.metadata["range_days_over_bound"].value == 1
+    assert check.metadata["range_max_share"].value == pytest.approx(0.4)
+    assert check.metadata["share"].value == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(("bound", "passed"), [(0.4, True), (0.39, False)])
@@ -280,9 +284,10 @@ def test_empty_day_allowed_by_settings(
     assert quality["kept"].tolist() == [6, 0, 6]
     assert quality["empty"].tolist() == [False, True, False]
     assert quality["passed"].all()
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed
-    assert check.metadata["empty_day_list"].value == "2026-03-05"
+    checks = {str(c.partition): c for c in result.get_asset_check_evaluations()}
+    assert all(c.passed for c in checks.values())
+    assert [d for d, c in checks.items() if c.metadata["empty"].value] == ["2026-03-05"]
+    assert checks["2026-03-04"].metadata["range_empty_days"].value == 1
 
 
 def test_clean_day_then_day_with_bad_rows(

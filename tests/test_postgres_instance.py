@@ -141,12 +141,13 @@ def test_assets_materialise_on_the_shipped_postgres_instance(
         quarantined = clean.asset_materialization.metadata["quarantined_rows"].value
         assert isinstance(quarantined, int) and quarantined >= 0
 
-        # A range run plans the check once per partition and evaluates it once for the range
-        # (the check itself is not partitioned): one completed execution holds the evaluation.
+        # A range run plans the (partitioned) check once per partition and evaluates it once
+        # per partition: one completed execution per day, none left planned.
         checks = instance.event_log_storage.get_asset_check_execution_history(
-            QUARANTINE_CHECK, limit=10, status=COMPLETED
+            QUARANTINE_CHECK, limit=10
         )
-        assert len(checks) == 1
+        assert sorted(str(c.partition) for c in checks) == list(DAYS)
+        assert all(c.status in COMPLETED for c in checks)
         execution = checks[0]
         assert execution.run_id == run_id
         assert execution.event is not None
@@ -155,9 +156,9 @@ def test_assets_materialise_on_the_shipped_postgres_instance(
         assert evaluation.asset_check_key == QUARANTINE_CHECK
         assert evaluation.passed == (execution.status == AssetCheckExecutionRecordStatus.SUCCEEDED)
         assert evaluation.metadata["bound"].value == pytest.approx(0.05)
-        max_share = evaluation.metadata["max_share"].value
+        max_share = evaluation.metadata["range_max_share"].value
         assert isinstance(max_share, float) and 0 <= max_share <= 1
-        assert evaluation.metadata["worst_day"].value in DAYS
+        assert evaluation.metadata["range_worst_day"].value in DAYS
 
     # And the rows really are in the new database, not in a SQLite fallback.
-    assert table_counts(pg_database) == {"runs": 1, "materialisations": 6, "checks": 1}
+    assert table_counts(pg_database) == {"runs": 1, "materialisations": 6, "checks": 2}

@@ -406,7 +406,7 @@ def test_failed_check_alert_from_a_real_run(
     assert payload["key"] == "raw/transactions:transactions_quarantine_share"
     assert payload["partition"] == "2026-01-02"
     assert payload["run_id"] == result.run_id
-    assert float(payload["details"]["max_share"]) > 0.05
+    assert float(payload["details"]["share"]) > 0.05
 
     assert tick(defs, "failed_check_alert", instance, first.cursor, resources).skip_reason
     assert len(webhook.received) == 1
