@@ -15,6 +15,7 @@ from assets.recommender import build_recommender_assets
 from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
 from resources.alerts import alerts_from_settings
+from resources.instance_env import apply_instance_env
 from resources.publisher import publisher_from_settings
 from resources.registry import RegistryResource, Warehouse
 from resources.sources import source_from_settings
@@ -25,6 +26,9 @@ from sensors import build_sensors
 # pandera types, partitioned check specs); their notices would repeat on every load.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+# Code servers of `dagster dev` and the run workers they start import this file: one planned
+# event per asset for a ranged run, batched materialisation writes (resources/instance_env.py).
+apply_instance_env()
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

@@ -14,7 +14,7 @@ from assets.common import (
     trailing_days,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
-from assets.per_day import daily_frame_metadata, day_key
+from assets.per_day import daily_frame_metadata, per_day
 from lifecycle.feature_schema import Migration, migrate_feature_table
 from lifecycle.features import (
     LABELS_SCHEMA,
@@ -30,13 +30,6 @@ from lifecycle.settings import Settings
 from resources.registry import Warehouse
 
 KINDS = {"duckdb", "pandas", "numpy"}
-
-
-def per_day(frame: pd.DataFrame, date_column: str, column: str, how: str) -> pd.Series:
-    """One group-by over the range: ``how`` of ``column`` per day key."""
-    if frame.empty:
-        return pd.Series(dtype=float)
-    return frame.groupby(day_key(frame[date_column]).to_numpy())[column].agg(how)
 
 
 def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:

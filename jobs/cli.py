@@ -30,10 +30,14 @@ from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
 from lifecycle.registry import ModelRegistry
 from lifecycle.settings import Settings, SettingsError, load_settings
+from resources.instance_env import apply_instance_env
 from resources.warehouse import WarehouseFileError
 
 
 def _instance() -> dg.DagsterInstance:
+    # Before the instance exists: runs created here plan one event per asset for a range and
+    # store each output's materialisations as a batch (resources/instance_env.py).
+    apply_instance_env()
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.get()
@@ -389,12 +393,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rec = sub.add_parser("recommend", help="top-K for one user from the champion")
     p_rec.add_argument("user_id", help="the user id exactly as in your data (a string)")
     p_rec.add_argument("-k", type=int, default=10)
-    p_bench = sub.add_parser(
-        "bench", help="wrapped vs direct timings, same process, interleaved, best of N"
-    )
-    p_bench.add_argument("--scale", type=int, default=10, help="customers multiplier (recommender)")
-    p_bench.add_argument("--repeats", type=int, default=3, help="N: best of N per measurement")
-    p_bench.add_argument("--json", type=Path, dest="json_path", help="also write the rows here")
     args = parser.parse_args(argv)
     try:
         return _dispatch(settings, args)
@@ -411,11 +409,6 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return versions(settings)
     if args.command == "rollback":
         return rollback(settings, args.model, args.version, args.reason, args.override)
-    if args.command == "bench":
-        from jobs.bench import run_benchmarks
-
-        run_benchmarks(settings, args.scale, args.repeats, args.json_path)
-        return 0
     return recommend(settings, args.user_id, args.k)
 
 

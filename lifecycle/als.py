@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares as CpuAls
 
 from lifecycle.rec_data import InteractionData
+from lifecycle.topk import top_k_unseen
 
 # --------------------------------------------------------------------------------------
 # Value types
@@ -105,45 +106,6 @@ def _member(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
         return np.zeros(query.shape, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_keys, query), sorted_keys.size - 1)
     return sorted_keys[pos] == query
-
-
-def top_k_unseen(
-    factors: np.ndarray,
-    item_factors: np.ndarray,
-    seen: sp.csr_matrix,
-    k: int,
-    chunk_cells: int = 1 << 22,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k items by dot product per row of ``factors``, skipping that row's entries of
-    ``seen``; (rows x k) item indices / scores, unfillable slots -1 / NaN at the end.
-
-    Dense score blocks of about ``chunk_cells`` (users x items) each: implicit's own
-    ``recommend`` slices the filter matrix once per user, which dominated serving every user.
-    Ties go to the lower item index, so the order is reproducible.
-    """
-    seen = sp.csr_matrix(seen)
-    n_rows, n_items = seen.shape
-    ids = np.full((n_rows, k), -1, dtype=np.int64)
-    scores = np.full((n_rows, k), np.nan, dtype=np.float64)
-    take = min(k, n_items)
-    if n_rows == 0 or take == 0:
-        return ids, scores
-    items = np.asarray(item_factors, dtype=np.float32)
-    step = max(1, chunk_cells // n_items)
-    for lo in range(0, n_rows, step):
-        hi = min(lo + step, n_rows)
-        block = np.asarray(factors[lo:hi], dtype=np.float32) @ items.T
-        part = seen[lo:hi]
-        block[np.repeat(np.arange(hi - lo), np.diff(part.indptr)), part.indices] = -np.inf
-        top = np.argpartition(-block, take - 1, axis=1)[:, :take]
-        top_scores = np.take_along_axis(block, top, axis=1)
-        order = np.lexsort((top, -top_scores), axis=1)  # best first, then lower index
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        valid = np.isfinite(top_scores)
-        ids[lo:hi, :take] = np.where(valid, top, -1)
-        scores[lo:hi, :take] = np.where(valid, top_scores, np.nan)
-    return ids, scores
 
 
 def recommend_indices(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,14 @@ __all__ = [
     "feature_importance",
     "load_booster",
     "predict_scores",
+    "quantile_matrix",
     "refit",
     "save_booster",
     "train_churn_model",
 ]
+
+# Rows per chunk handed to XGBoost when building a training matrix (tests lower it).
+CHUNK_ROWS = 1_000_000
 
 _TUNED = (
     "max_depth",
@@ -107,6 +111,43 @@ def _feature_frame(frame: pd.DataFrame, features: Sequence[str], name: str) -> p
     return frame.loc[:, list(features)]
 
 
+class _RowChunks(xgb.DataIter):
+    """The feature columns in row chunks: XGBoost quantises chunk by chunk, so a training set
+    of ~9M snapshot rows is never copied whole (``frame[features]`` would double its size)."""
+
+    def __init__(
+        self, frame: pd.DataFrame, features: Sequence[str], label: np.ndarray, rows: int
+    ) -> None:
+        self._frame, self._features, self._label = frame, list(features), label
+        self._rows, self._at = max(1, rows), 0
+        super().__init__(release_data=True)
+
+    def next(self, input_data: Callable[..., None]) -> bool:
+        if self._at >= len(self._frame):
+            return False
+        end = self._at + self._rows
+        part = self._frame.iloc[self._at : end]
+        input_data(data=part.loc[:, self._features], label=self._label[self._at : end])
+        self._at = end
+        return True
+
+    def reset(self) -> None:
+        self._at = 0
+
+
+def quantile_matrix(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    label: np.ndarray,
+    nthread: int,
+    name: str = "training",
+) -> xgb.QuantileDMatrix:
+    """Training matrix in bounded memory: one chunk of ``CHUNK_ROWS`` rows copied at a time."""
+    _feature_frame(frame.iloc[:0], features, name)  # names the missing columns, if any
+    chunks = _RowChunks(frame, features, label, CHUNK_ROWS)
+    return xgb.QuantileDMatrix(chunks, nthread=nthread)
+
+
 def train_churn_model(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -127,9 +168,7 @@ def train_churn_model(
     y_train = _labels(train, label, "train")
     y_valid = _labels(valid, label, "valid")
     x_valid = _feature_frame(valid, feats, "valid")
-    dtrain = xgb.QuantileDMatrix(
-        _feature_frame(train, feats, "train"), label=y_train, nthread=space.nthread
-    )
+    dtrain = quantile_matrix(train, feats, y_train, space.nthread, "train")
     dvalid = xgb.QuantileDMatrix(x_valid, label=y_valid, ref=dtrain, nthread=space.nthread)
 
     base: dict[str, float | int | str] = {
@@ -187,10 +226,8 @@ def refit(trained: TrainedChurnModel, frame: pd.DataFrame, label: str) -> xgb.Bo
     """The winning configuration refit on ``frame`` (every row up to the cut-off) with the
     number of rounds early stopping chose: the model that is served, not the one judged."""
     y = _labels(frame, label, "refit")
-    data = xgb.QuantileDMatrix(
-        _feature_frame(frame, trained.features, "refit"),
-        label=y,
-        nthread=int(trained.params.get("nthread", 2)),
+    data = quantile_matrix(
+        frame, trained.features, y, int(trained.params.get("nthread", 2)), "refit"
     )
     params = {k: v for k, v in trained.params.items() if k != "num_boost_round"}
     return xgb.train(params, data, num_boost_round=int(trained.params["num_boost_round"]))

@@ -85,7 +85,7 @@ def test_local_instance_validates_and_stores_under_dagster_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = instance_config(LOCAL_INSTANCE, tmp_path)
-    assert config["storage"] == {"sqlite": {"base_dir": {"env": "DAGSTER_HOME"}}}
+    assert config["storage"]["custom"]["config"] == {"base_dir": {"env": "DAGSTER_HOME"}}
     assert config["telemetry"] == {"enabled": False}
 
     home = tmp_path / "dagster_home"

@@ -1,0 +1,186 @@
+"""The direct computation a backfill through the assets is compared with: the same lifecycle
+functions on the same data, in memory, with no Dagster and no warehouse in between.
+
+generate_shop → validate_rows (+ per-day quarantine shares and quality) for both tables →
+daily_activity → customer_features → churn_labels, and optionally month M's churn challenger
+(build_churn_training_set → train_churn_model → refit). Each stage is timed on its own, and
+its peak RSS is measured on its own by resetting the process's high-water mark before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lifecycle.churn_model import SearchSpace, refit, train_churn_model
+from lifecycle.datasets import (
+    build_churn_training_set,
+    churn_window,
+    failing_days,
+    quarantined_ids,
+    selection_split,
+    snapshot_days,
+)
+from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
+from lifecycle.settings import Settings
+from lifecycle.synthetic import SyntheticConfig, SyntheticShop, generate_shop
+from lifecycle.validation import (
+    INTERACTIONS,
+    TRANSACTIONS,
+    Limits,
+    TableSpec,
+    daily_quality,
+    quarantine_share_by_day,
+    validate_rows,
+)
+
+INGEST_STAGES = ("generate", "validate", "features")
+
+
+def reset_peak_rss() -> None:
+    """Start a new high-water mark (Linux: writing 5 to clear_refs resets VmHWM)."""
+    # Elsewhere the peak is the process's peak so far (an upper bound).
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since the last reset, in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Stage:
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class DirectData:
+    """Outputs kept for the later stages (and for the wrapper benchmarks)."""
+
+    shop: SyntheticShop
+    activity: pd.DataFrame
+    features: pd.DataFrame
+    quarantine: pd.DataFrame
+    quality: pd.DataFrame
+    labels: pd.DataFrame | None = None
+
+
+class Stages:
+    """Times each stage and its own peak RSS."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, Stage] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        reset_peak_rss()
+        start = time.perf_counter()
+        out = fn()
+        self.done[name] = Stage(time.perf_counter() - start, peak_rss_mb())
+        return out
+
+
+def _validate(
+    shop: SyntheticShop, spec: TableSpec, settings: Settings, first: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    frame = shop.transactions if spec.name == "transactions" else shop.interactions
+    frame = frame.loc[:, list(spec.columns)]
+    limits = Limits(settings.validation.max_amount, settings.validation.max_weight)
+    batch = validate_rows(frame, spec, first, end, origin=f"direct.{spec.name}", limits=limits)
+    shares = quarantine_share_by_day(batch.clean, batch.quarantine, first, end)
+    return (
+        batch.clean,
+        batch.quarantine,
+        daily_quality(shares, settings.validation.max_quarantine_share),
+    )
+
+
+def run_ingest(settings: Settings, timer: Stages) -> DirectData:
+    """Raw → features for the whole partition range of ``settings``."""
+    syn = settings.source.synthetic
+    first = pd.Timestamp(settings.partitions.start_date)
+    end = pd.Timestamp(settings.partitions.end_date)
+    config = SyntheticConfig(
+        start=first.date(),
+        end=end.date(),
+        seed=syn.seed,
+        n_customers=syn.n_customers,
+        n_items=syn.n_items,
+    )
+    shop = timer("generate", lambda: generate_shop(config))
+
+    def validate() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        out = _validate(shop, TRANSACTIONS, settings, first, end)
+        _validate(shop, INTERACTIONS, settings, first, end)
+        return out
+
+    tx, quarantine, quality = timer("validate", validate)
+    days = pd.date_range(first, end - pd.Timedelta(days=1), freq="D")
+
+    def features() -> tuple[pd.DataFrame, pd.DataFrame]:
+        activity = daily_activity(tx)
+        return activity, customer_features(activity, days, settings.features.windows)
+
+    activity, table = timer("features", features)
+    return DirectData(shop, activity, table, quarantine, quality)
+
+
+def run_labels(
+    settings: Settings, data: DirectData, matured_end: pd.Timestamp, timer: Stages
+) -> None:
+    """Labels for the days whose horizon has passed (the second ranged run's days)."""
+    population = data.features.loc[
+        data.features["as_of_date"] < matured_end, ["as_of_date", "customer_id"]
+    ]
+    data.labels = timer(
+        "labels", lambda: churn_labels(population, data.activity, settings.labels.horizon_days)
+    )
+
+
+def run_churn(settings: Settings, data: DirectData, month: pd.Timestamp, timer: Stages) -> int:
+    """Month M's churn challenger: its training set, search and served refit; returns rows."""
+    assert data.labels is not None, "labels first"
+    cfg, horizon = settings.churn, settings.labels.horizon_days
+    features = feature_columns(settings.features.windows)
+    earliest = pd.Timestamp(settings.partitions.start_date) + pd.Timedelta(
+        days=settings.features.lookback_days - 1
+    )
+    space = SearchSpace(**cfg.search.model_dump())
+
+    def challenger() -> int:
+        window = churn_window(month, horizon, cfg.train_months, cfg.validation_days, earliest)
+        dataset = build_churn_training_set(
+            data.features,
+            data.labels,
+            window,
+            features,
+            quarantined_ids(data.quarantine, "customer_id"),
+            failing_days(data.quality),
+            month,
+            snapshot_days(window, cfg.snapshot_every_days),
+        )
+        usable = dataset[dataset["verified"]].sort_values(
+            ["as_of_date", "customer_id"], kind="stable"
+        )
+        train = usable[usable["split"] == "train"]
+        fit, select = selection_split(train, cfg.validation_days)
+        trained = train_churn_model(fit, select, features, "churned", space)
+        refit(trained, usable, "churned")
+        return len(train)
+
+    return int(timer("churn", challenger))
