@@ -287,7 +287,7 @@ def demo(settings: Settings, months: int) -> int:
     print()
     for family in keys.families:
         print(f"{family + ':':<13} {settings.warehouse.database} → table {tables[family]}")
-    print("Open the UI with:  DAGSTER_HOME=$PWD/dagster_home .venv/bin/dagster dev")
+    print("Open the UI with:  bash scripts/dev.sh   (dagster dev on dagster_home/)")
     return 0 if ok and not missing else 1
 
 
