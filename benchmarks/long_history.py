@@ -1,0 +1,169 @@
+"""A long daily history from files: ``python -m benchmarks.long_history --years 20``.
+
+Writes a ratings export spanning ``--years`` of days (sparse: most days hold a few rows, some
+none), points a files source at it (interactions only, so one family), and times the ingest of
+every day in one ranged run through the real assets (``build_defs``, the project's instance in a
+fresh DAGSTER_HOME, ``jobs.cli._run``: what ``lifecycle demo`` does) against the direct read +
+validation with the same lifecycle functions. This is what a user with a long history does: one
+ranged run (or one UI backfill) over all the days, never a run per day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmarks.instances import write_home
+
+
+def write_ratings(path: Path, start: dt.date, days: int, rows: int, seed: int = 3) -> pd.DataFrame:
+    """A MovieLens-like export: ``userId,movieId,rating,timestamp`` (epoch seconds)."""
+    rng = np.random.default_rng(seed)
+    # Activity grows over the years, as a real catalogue's does: later days hold more rows.
+    day = np.sort((days * np.sqrt(rng.random(rows))).astype(np.int64))
+    seconds = day * 86_400 + rng.integers(0, 86_400, rows)
+    epoch = int(pd.Timestamp(start).timestamp())
+    frame = pd.DataFrame(
+        {
+            "userId": rng.integers(1, max(2, rows // 20), rows),
+            "movieId": rng.integers(1, max(2, rows // 50), rows),
+            "rating": rng.integers(1, 11, rows) / 2,
+            "timestamp": epoch + seconds,
+        }
+    )
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def settings_for(root: Path, glob: str, start: dt.date, end: dt.date) -> dict:
+    from lifecycle.settings import DEMO_SETTINGS
+
+    raw = yaml.safe_load(DEMO_SETTINGS.read_text())
+    raw["partitions"] = {"start_date": start.isoformat(), "end_date": end.isoformat()}
+    raw["warehouse"] = {
+        "database": str(root / "warehouse.duckdb"),
+        "artifact_root": str(root / "artifacts"),
+    }
+    raw["source"] = {
+        "kind": "files",
+        "files": {
+            "interactions_glob": glob,
+            "columns": {
+                "user_id": "userId",
+                "item_id": "movieId",
+                "weight": "rating",
+                "interactions_timestamp": "timestamp",
+            },
+            "interactions_timestamp_unit": "s",
+        },
+    }
+    raw.setdefault("validation", {})["on_empty_day"] = "allow"  # sparse history: quiet days
+    return raw
+
+
+def through_assets(settings_path: Path, home: Path) -> tuple[float, str]:
+    """One ranged ingest run over every day, in this process (the caller forks per path)."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    from definitions import build_defs
+    from jobs.cli import _instance, _run
+    from lifecycle.settings import load_settings
+
+    settings = load_settings(str(settings_path))
+    defs = build_defs(settings)
+    keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] == "raw"]
+    first = settings.partitions.start_date.isoformat()
+    assert settings.partitions.end_date is not None
+    last = (settings.partitions.end_date - dt.timedelta(days=1)).isoformat()
+    started = time.perf_counter()
+    outcome = _run(
+        defs, _instance(), "daily_refresh", "ingest all days", keys=keys, days=(first, last)
+    )
+    if not outcome.ok:
+        raise RuntimeError(f"ingest failed: {outcome.causes}")
+    return time.perf_counter() - started, outcome.status
+
+
+def direct(settings_path: Path) -> float:
+    """The same file read, validated and shared out per day with the lifecycle functions."""
+    from lifecycle.settings import load_settings
+    from lifecycle.validation import INTERACTIONS, Limits, quarantine_share_by_day, validate_rows
+    from resources.sources import source_from_settings
+
+    settings = load_settings(str(settings_path))
+    assert settings.partitions.end_date is not None
+    first = pd.Timestamp(settings.partitions.start_date)
+    end = pd.Timestamp(settings.partitions.end_date)
+    started = time.perf_counter()
+    frame = source_from_settings(settings).fetch("interactions", first, end)  # type: ignore[attr-defined]
+    limits = Limits(settings.validation.max_amount, settings.validation.max_weight)
+    batch = validate_rows(frame, INTERACTIONS, first, end, origin="direct", limits=limits)
+    quarantine_share_by_day(batch.clean, batch.quarantine, first, end)
+    return time.perf_counter() - started
+
+
+def _child(fn, *args) -> tuple[object, int]:
+    """Run ``fn`` in a forked child; its (JSON) result and that child's own peak RSS (MiB)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_end)
+        try:
+            payload = ["ok", fn(*args)]
+        except BaseException as exc:  # reported to the parent, which raises
+            payload = ["error", repr(exc)]
+        os.write(write_end, json.dumps(payload).encode())
+        os._exit(0)
+    os.close(write_end)
+    data = b""
+    while chunk := os.read(read_end, 1 << 16):
+        data += chunk
+    os.close(read_end)
+    _, _, usage = os.wait4(pid, 0)
+    kind, result = json.loads(data or b'["error", "the child died"]')
+    if kind != "ok":
+        raise RuntimeError(result)
+    return result, usage.ru_maxrss // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--years", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    end = dt.date(2026, 1, 1)
+    start = end - dt.timedelta(days=round(365.25 * args.years))
+    days = (end - start).days
+    root = Path(tempfile.mkdtemp(prefix="long_history_"))
+    frame = write_ratings(root / "ratings.csv", start, days, args.rows)
+    settings_path = root / "settings.yaml"
+    settings_path.write_text(
+        yaml.safe_dump(settings_for(root, str(root / "ratings.csv"), start, end))
+    )
+    home = root / "home"
+    write_home(home, "sqlite")
+    assets_result, assets_peak = _child(through_assets, settings_path, home)
+    direct_result, direct_peak = _child(direct, settings_path)
+    assets_s, status = float(assets_result[0]), str(assets_result[1])  # type: ignore[index]
+    direct_s = float(direct_result)  # type: ignore[arg-type]
+    quiet = days - frame["timestamp"].floordiv(86_400).nunique()
+    print(
+        "| days | rows | quiet days | through the assets s | direct s | ratio | peak RSS MiB (assets / direct) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {days:,} | {len(frame):,} | {quiet:,} | {assets_s:.1f} ({status}) | {direct_s:.2f} "
+        f"| {assets_s / direct_s:.0f}× | {assets_peak:,} / {direct_peak:,} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
