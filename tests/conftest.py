@@ -5,8 +5,12 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import copy
+import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +174,53 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 def small_defs(make_settings: Callable[..., Settings]) -> tuple[Settings, dg.Definitions]:
     settings = make_settings()
     return settings, build_defs(settings)
+
+
+# --- a real webhook receiver -----------------------------------------------------------------
+
+
+# The URL's last part stands for a secret token: tests check it never reaches logs or alerts.
+WEBHOOK_TOKEN = "secret-token-123"
+
+
+@dataclass
+class Webhook:
+    """What a real HTTP receiver on 127.0.0.1 got: path, content type and JSON of each post."""
+
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)  # replies to give first; then 200
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    state: Webhook | None = None
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            assert state is not None
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append(
+                {"path": self.path, "type": self.headers["Content-Type"], "json": json.loads(body)}
+            )
+            status = state.statuses.pop(0) if state.statuses else 200
+            reply = b'{"ok": true}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state = Webhook(url=f"http://127.0.0.1:{server.server_port}/hooks/{WEBHOOK_TOKEN}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

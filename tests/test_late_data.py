@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from lifecycle.late_data import Dependent, PlannedRange, Reach, day_ranges, plan
 from lifecycle.settings import Settings, SettingsError
 from resources.alerts import AlertResource
 from sensors import RANGE_END_TAG, RANGE_START_TAG
+from tests.conftest import Webhook
 
 TX_RAW = raw_keys("transactions")
 INGEST = [*TX_RAW, ACTIVITY, FEATURES]
@@ -322,47 +322,6 @@ def test_ranged_runs_bring_every_later_day_to_a_full_recompute(
 # --- a file that keeps failing ------------------------------------------------------------------
 
 
-class Webhook:
-    """A real HTTP receiver on 127.0.0.1 that records JSON posts (replies ``statuses`` first)."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.received: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append(json.loads(body))
-                self.send_response(hook.statuses.pop(0) if hook.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    try:
-        yield hook
-    finally:
-        hook.close()
-
-
 def test_a_file_failing_three_ticks_alerts_once_until_it_changes(
     make_settings: Callable[..., Settings],
     instance: dg.DagsterInstance,
@@ -388,9 +347,11 @@ def test_a_file_failing_three_ticks_alerts_once_until_it_changes(
         cursor = result.cursor
         assert len(webhook.received) == (0 if n < 3 else 1), n
     (alert,) = webhook.received
-    assert alert["failed"] == "drop_file" and alert["severity"] == "error"
-    assert alert["key"] == str(bad) and alert["details"]["consecutive_failures"] == "3"
-    assert "timestamp" in alert["message"]  # the reader's error, naming the missing column
+    assert alert["json"]["failed"] == "drop_file" and alert["json"]["severity"] == "error"
+    assert (
+        alert["json"]["key"] == str(bad) and alert["json"]["details"]["consecutive_failures"] == "3"
+    )
+    assert "timestamp" in alert["json"]["message"]  # the reader's error, naming the missing column
     _, failures = load_state(cursor)
     assert failures[str(bad)].count == 5 and failures[str(bad)].alerted
 
@@ -401,7 +362,7 @@ def test_a_file_failing_three_ticks_alerts_once_until_it_changes(
     for n in range(1, 5):
         cursor = tick(defs, instance, cursor, alerts).cursor
         assert len(webhook.received) == {1: 1, 2: 1, 3: 4, 4: 5}[n], n
-    assert webhook.received[-1]["details"]["consecutive_failures"] == "4"
+    assert webhook.received[-1]["json"]["details"]["consecutive_failures"] == "4"
 
     # Fixed: it is ingested and no longer counted.
     write_rows(bad, [(1, f"{day(11)} 10:00", 3.0)])

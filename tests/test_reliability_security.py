@@ -5,9 +5,8 @@ URL, publisher URL, alert webhook) never reach a run's stored records, its metad
 PostgreSQL tests use 127.0.0.1:5432 (database ``test``) and fail, never skip, without it.
 """
 
-import threading
+import json
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,7 @@ import pytest
 from definitions import build_defs
 from lifecycle.settings import Settings, SettingsError
 from resources.publisher import PostgresPublisher, publisher_from_settings
-from tests.conftest import failure_text, run, small_settings
+from tests.conftest import WEBHOOK_TOKEN, Webhook, failure_text, run, small_settings
 from tests.reliability_support import (
     D1,
     D2,
@@ -35,7 +34,7 @@ from tests.reliability_support import (
     scores,
 )
 
-HOOK_SECRET = "hook-token-e13-9f3a"
+HOOK_SECRET = WEBHOOK_TOKEN  # the token in the receiver's URL
 SOURCE_ENV, HOOK_ENV = "E13_SOURCE_URL", "E13_WEBHOOK_URL"
 
 
@@ -144,43 +143,6 @@ def test_hostile_version_ids_are_bound_as_values_not_sql(tmp_path: Path) -> None
 # --- planted secrets -----------------------------------------------------------------------------
 
 
-class Hook:
-    """A real webhook receiver on 127.0.0.1 whose URL path is a secret token."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                received.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{HOOK_SECRET}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-
-
 def everything_stored(instance: dg.DagsterInstance, run_id: str) -> str:
     """Every event record of the run (messages, errors, metadata), the run record (config,
     tags) and its job snapshot (resource config defaults), as stored."""
@@ -198,7 +160,7 @@ def test_planted_source_and_webhook_secrets_stay_out_of_logs_metadata_and_alerts
     make_settings: Callable[..., Settings],
     instance: dg.DagsterInstance,
     pg_schema: str,
-    hook: Hook,
+    webhook: Webhook,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pg(f'create schema "{pg_schema}"')
@@ -218,7 +180,7 @@ def test_planted_source_and_webhook_secrets_stay_out_of_logs_metadata_and_alerts
         }
     )
     monkeypatch.setenv(SOURCE_ENV, pg_url())
-    monkeypatch.setenv(HOOK_ENV, hook.url)
+    monkeypatch.setenv(HOOK_ENV, webhook.url)
     defs = build_defs(settings)
     ok = run(defs, instance, TX_RAW, partition=DAY)
     assert ok.success
@@ -244,7 +206,8 @@ def test_planted_source_and_webhook_secrets_stay_out_of_logs_metadata_and_alerts
     ).for_run_failure()
     defs.resolve_sensor_def("run_failure_alert")(context)
 
-    (posted,) = hook.received
+    (post,) = webhook.received
+    posted = json.dumps(post["json"]).encode()  # the body the alert sent
     stored = everything_stored(instance, ok.run_id) + everything_stored(instance, failed.run_id)
     # The texts searched are the real ones: they name the failure and carry the row counts.
     assert "source query failed" in stored and "port 1" in stored

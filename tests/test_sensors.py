@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,52 +31,9 @@ from lifecycle.settings import Settings
 from lifecycle.sources import FileOptions, file_days
 from resources.alerts import AlertDeliveryError, AlertResource, alerts_from_settings
 from sensors import RANGE_END_TAG, RANGE_START_TAG, check_events, raw_keys
+from tests.conftest import Webhook
 
 TX_RAW = raw_keys("transactions")
-
-
-# --- a real webhook receiver -----------------------------------------------------------------
-
-
-@dataclass
-class Webhook:
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # replies to give first; then 200
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    state: Webhook | None = None
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            assert state is not None
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append(
-                {"path": self.path, "type": self.headers["Content-Type"], "json": json.loads(body)}
-            )
-            status = state.statuses.pop(0) if state.statuses else 200
-            reply = b'{"ok": true}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Webhook(url=f"http://127.0.0.1:{server.server_port}/hooks/secret-token-123")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # --- helpers ----------------------------------------------------------------------------------
