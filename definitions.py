@@ -6,12 +6,13 @@ import warnings
 
 import dagster as dg
 
-from assets.churn import build_churn_assets
+from assets import churn, recommender, value
 from assets.common import build_partitions
+from assets.family import build_family_assets
 from assets.features import build_feature_assets
 from assets.ingest import build_ingest_assets
-from assets.keys import Selection
-from assets.recommender import build_recommender_assets
+from assets.keys import FEATURES as FEATURES_KEY
+from assets.keys import LABELS, Selection
 from jobs import build_jobs, build_schedules
 from lifecycle.settings import Settings, load_settings
 from resources.alerts import alerts_from_settings
@@ -31,6 +32,15 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 apply_instance_env()
 
 
+# Each family's registration (lifecycle.family's contract + its lineage); assets/value.py is the
+# short example of adding one.
+REGISTRATIONS = {
+    "churn": churn.registration,
+    "recommender": recommender.registration,
+    "value": value.registration,
+}
+
+
 def build_defs(settings: Settings) -> dg.Definitions:
     """Definitions for one settings file; tests build their own from temporary settings.
 
@@ -38,21 +48,21 @@ def build_defs(settings: Settings) -> dg.Definitions:
     an interactions-only one the recommender, and no job, schedule or sensor names the other.
     """
     partitions = build_partitions(settings)
-    keys = Selection(settings.source.tables)
+    keys = Selection.of(settings)
     assets: list = [*build_ingest_assets(partitions, settings)]  # the configured tables only
-    if "churn" in keys.families:
-        assets += [
-            *build_feature_assets(partitions, settings),
-            *build_churn_assets(partitions, settings),
-        ]
-    if "recommender" in keys.families:
-        assets += build_recommender_assets(partitions, settings)
+    if FEATURES_KEY in keys.ingest:
+        features = build_feature_assets(partitions, settings)
+        assets += [a for a in features if keys.labels or LABELS not in a.keys]
+    registrations = [REGISTRATIONS[name](settings) for name in keys.families]
+    for registration in registrations:
+        assets += build_family_assets(registration, partitions, settings)
+    drift = [(r.keys, r.family.daily_check.name) for r in registrations if r.family.daily_check]
     jobs = build_jobs(keys)
     return dg.Definitions(
         assets=assets,
         jobs=jobs.all(),
         schedules=build_schedules(settings, partitions, jobs),
-        sensors=build_sensors(settings, partitions, jobs),
+        sensors=build_sensors(settings, partitions, jobs, drift),
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse.database),
             "source": source_from_settings(settings),

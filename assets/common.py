@@ -1,10 +1,13 @@
 """Partitions, owners and small helpers shared by every asset module."""
 
+import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from lifecycle.datasets import DatasetManifest
@@ -46,6 +49,13 @@ def build_partitions(settings: Settings) -> Partitions:
             timezone=tz,
         ),
     )
+
+
+def partition_exists(partitions_def: dg.PartitionsDefinition, key: str, now: dt.datetime) -> bool:
+    """Whether ``key`` is a partition as of ``now``, not as of the wall clock (a day exists
+    once it is over); schedules pass their tick's time, sensors the time of the tick."""
+    with dg.partition_loading_context(effective_dt=now):
+        return partitions_def.has_partition_key(key)
 
 
 def daily_table(partitions: Partitions, date_column: str) -> dict[str, Any]:
@@ -92,25 +102,43 @@ def day_keys(start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
     return list(pd.date_range(start, end - pd.Timedelta(days=1), freq="D").strftime("%Y-%m-%d"))
 
 
-def md_table(frame: pd.DataFrame, max_rows: int = 5) -> str:
-    """A small markdown table for metadata previews (no extra dependency)."""
-    head = frame.head(max_rows)
-    lines = [
-        "| " + " | ".join(map(str, head.columns)) + " |",
-        "|" + "---|" * len(head.columns),
+def _json_safe(value: Any) -> str | int | float | bool | None:
+    """A cell as a table record holds it: numpy scalars as Python numbers, times as ISO
+    strings, missing (None, NaN, NaT, pd.NA) and infinite as None, anything else as text."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, dt.date | dt.time):  # pd.Timestamp and dt.datetime included
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no infinity
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def table_value(frame: pd.DataFrame, max_rows: int | None = None) -> dg.TableMetadataValue:
+    """A frame (or its first ``max_rows``) as Dagster's own table, sortable in the UI, numbers
+    kept as numbers; every value JSON-safe, as the event log stores it."""
+    head = frame if max_rows is None else frame.head(max_rows)
+    records = [
+        dg.TableRecord({str(k): _json_safe(v) for k, v in row.items()})
+        for row in head.to_dict(orient="records")
     ]
-    for row in head.itertuples(index=False):
-        lines.append(
-            "| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
-        )
-    return "\n".join(lines)
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(str(c), str(head[c].dtype)) for c in head.columns]
+    )
+    return dg.MetadataValue.table(records, schema=schema)
 
 
 def frame_metadata(frame: pd.DataFrame, date_column: str | None = None) -> dict[str, Any]:
     """Row count, a preview and, for range runs, the spread of rows per day."""
     meta: dict[str, Any] = {
         "rows": dg.MetadataValue.int(len(frame)),
-        "preview": dg.MetadataValue.md(md_table(frame)),
+        "preview": table_value(frame, max_rows=5),
     }
     if date_column and not frame.empty:
         per_day = frame.groupby(date_column).size()

@@ -7,9 +7,44 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from lifecycle.settings import Settings
+
 RAW_TABLES = ("transactions", "interactions")
-# Each model family is fed by one raw table and exists only where the source provides it.
-FAMILY_TABLE = {"churn": "transactions", "recommender": "interactions"}
+
+
+@dataclass(frozen=True)
+class FamilyKeys:
+    """A model family's place in the graph: the raw table that feeds it and its asset keys,
+    all derived from its name (``models/<name>_challenger`` …) except the two tables a user
+    reads (its training set and its daily predictions)."""
+
+    name: str
+    table: str
+    dataset: dg.AssetKey
+    predictions: dg.AssetKey
+    # Families built on the daily customer features (transactions) and, for churn, labels.
+    features: bool = False
+    labels: bool = False
+
+    @property
+    def challenger(self) -> dg.AssetKey:
+        return dg.AssetKey(["models", f"{self.name}_challenger"])
+
+    @property
+    def champion(self) -> dg.AssetKey:
+        return dg.AssetKey(["models", f"{self.name}_champion"])
+
+    @property
+    def shadow(self) -> dg.AssetKey:
+        return dg.AssetKey(["predictions", f"{self.predictions.path[-1]}_shadow"])
+
+    @property
+    def monthly(self) -> list[dg.AssetKey]:
+        return [self.dataset, self.challenger]
+
+    @property
+    def daily(self) -> list[dg.AssetKey]:
+        return [self.predictions, self.shadow]
 
 
 def raw_keys(table: str) -> list[dg.AssetKey]:
@@ -35,13 +70,25 @@ REC_CHALLENGER = dg.AssetKey(["models", "recommender_challenger"])
 REC_CHAMPION = dg.AssetKey(["models", "recommender_champion"])
 RECOMMENDATIONS = dg.AssetKey(["predictions", "recommendations"])
 
-CHALLENGERS = {"churn": CHURN_CHALLENGER, "recommender": REC_CHALLENGER}
-_PREDICTIONS = {"churn": [CHURN_SCORES, CHURN_SHADOW], "recommender": [RECOMMENDATIONS]}
-_MONTHLY = {
-    "churn": [CHURN_DATASET, CHURN_CHALLENGER],
-    "recommender": [REC_DATASET, REC_CHALLENGER],
+REC_SHADOW = dg.AssetKey(["predictions", "recommendations_shadow"])
+
+VALUE_DATASET = dg.AssetKey(["datasets", "value_training_set"])
+VALUE_PREDICTIONS = dg.AssetKey(["predictions", "customer_value"])
+
+# Every family the code location knows, in one fixed order. Adding a family: one line here, one
+# registration module (assets/value.py is the short example) and its name in settings.families.
+FAMILIES = {
+    f.name: f
+    for f in (
+        FamilyKeys("churn", "transactions", CHURN_DATASET, CHURN_SCORES, True, True),
+        FamilyKeys("recommender", "interactions", REC_DATASET, RECOMMENDATIONS),
+        FamilyKeys("value", "transactions", VALUE_DATASET, VALUE_PREDICTIONS, True),
+    )
 }
-_CHAMPIONS = {"churn": CHURN_CHAMPION, "recommender": REC_CHAMPION}
+DEFAULT_FAMILIES = ("churn", "recommender")
+# The default families and the table each needs (settings.families adds others).
+FAMILY_TABLE = {name: FAMILIES[name].table for name in DEFAULT_FAMILIES}
+CHALLENGERS = {name: f.challenger for name, f in FAMILIES.items()}
 
 
 @dataclass(frozen=True)
@@ -53,15 +100,31 @@ class Selection:
     """
 
     tables: tuple[str, ...] = RAW_TABLES
+    wanted: tuple[str, ...] = DEFAULT_FAMILIES
 
     def __post_init__(self) -> None:
         unknown = set(self.tables) - set(RAW_TABLES)
         if unknown:
             raise ValueError(f"unknown raw table(s) {sorted(unknown)}; known: {list(RAW_TABLES)}")
+        unknown = set(self.wanted) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown model famil(ies) {sorted(unknown)}; known: {list(FAMILIES)}")
+
+    @classmethod
+    def of(cls, settings: Settings) -> Selection:
+        """What one settings file selects: its source's tables and its wanted families."""
+        return cls(settings.source.tables, settings.families)
 
     @property
     def families(self) -> tuple[str, ...]:
-        return tuple(family for family, table in FAMILY_TABLE.items() if table in self.tables)
+        """The wanted families whose raw table the source provides, in FAMILIES order."""
+        return tuple(
+            name for name, f in FAMILIES.items() if name in self.wanted and f.table in self.tables
+        )
+
+    @property
+    def family_keys(self) -> list[FamilyKeys]:
+        return [FAMILIES[name] for name in self.families]
 
     @property
     def raw(self) -> list[dg.AssetKey]:
@@ -70,16 +133,16 @@ class Selection:
     @property
     def ingest(self) -> list[dg.AssetKey]:
         """Raw tables, and the churn features computed from transactions."""
-        features = [ACTIVITY, FEATURES] if "churn" in self.families else []
+        features = [ACTIVITY, FEATURES] if any(f.features for f in self.family_keys) else []
         return [*self.raw, *features]
 
     @property
     def labels(self) -> list[dg.AssetKey]:
-        return [LABELS] if "churn" in self.families else []
+        return [LABELS] if any(f.labels for f in self.family_keys) else []
 
     @property
     def predictions(self) -> list[dg.AssetKey]:
-        return [key for family in self.families for key in _PREDICTIONS[family]]
+        return [key for f in self.family_keys for key in f.daily]
 
     @property
     def daily(self) -> list[dg.AssetKey]:
@@ -87,11 +150,11 @@ class Selection:
 
     @property
     def monthly(self) -> list[dg.AssetKey]:
-        return [key for family in self.families for key in _MONTHLY[family]]
+        return [key for f in self.family_keys for key in f.monthly]
 
     @property
     def champions(self) -> dict[str, dg.AssetKey]:
-        return {family: _CHAMPIONS[family] for family in self.families}
+        return {f.name: f.champion for f in self.family_keys}
 
     @property
     def all(self) -> set[dg.AssetKey]:

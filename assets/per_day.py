@@ -16,7 +16,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import md_table
+from assets.common import table_value
 from lifecycle import gates
 
 DAYS_TAG = "lifecycle/days"
@@ -60,9 +60,10 @@ def per_day_figures(
     preview_rows: int = 5,
 ) -> dict[str, dict[str, Any]]:
     """Rows and a preview of each day (one group-by for the counts, one ``head`` for the
-    previews) plus ``extra`` series indexed by day key; days without rows get 0 and no preview."""
+    previews, each Dagster's table) plus ``extra`` series indexed by day key; days without rows
+    get 0 and an empty preview (the columns only)."""
     counts: dict[str, int] = {}
-    previews: dict[str, str] = {}
+    previews: dict[str, dg.TableMetadataValue] = {}
     if len(frame):
         codes, keys = day_codes(frame[date_column])
         counts = dict(zip(keys, np.bincount(codes, minlength=len(keys)).tolist(), strict=True))
@@ -70,14 +71,15 @@ def per_day_figures(
         first = pd.Series(codes).groupby(codes).head(preview_rows).index.to_numpy()
         heads, head_codes = frame.iloc[first], codes[first]
         previews = {
-            str(keys[code]): md_table(heads[head_codes == code], preview_rows)
+            str(keys[code]): table_value(heads[head_codes == code])
             for code in np.unique(head_codes)
         }
+    empty = table_value(frame.head(0))
     figures: dict[str, dict[str, Any]] = {}
     for day in days:
         meta: dict[str, Any] = {
             "rows": dg.MetadataValue.int(int(counts.get(day, 0))),
-            "preview": dg.MetadataValue.md(previews.get(day, "(no rows this day)")),
+            "preview": previews.get(day, empty),
         }
         for name, series in (extra or {}).items():
             value = series.get(day)
@@ -110,6 +112,29 @@ def daily_frame_metadata(
     }
 
 
+def _day_targets(instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]) -> dict[str, Any]:
+    """Each day's newest materialisation of ``key`` as a check evaluation's target.
+
+    Why internals: ``dg.AssetCheckResult`` has no partition, so a ranged step cannot say which
+    day it judged; ``dg.AssetCheckEvaluation(partition=day)`` can, but takes its target as
+    ``AssetCheckEvaluationTargetMaterializationData``, which ``dagster`` does not export.
+    """
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=days), limit=len(days)
+    ).records
+    targets: dict[str, Any] = {}
+    for record in records:  # newest first
+        if record.partition_key is not None and record.partition_key not in targets:
+            targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return targets
+
+
 def day_check_evaluations(
     context: dg.AssetExecutionContext,
     key: dg.AssetKey,
@@ -119,10 +144,6 @@ def day_check_evaluations(
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
     """One evaluation per day of a partitioned check, each linked to that day's newest
     materialisation (one query for the range), after the check's own (Nothing) output."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-
     check_key = dg.AssetCheckKey(key, check_name)
     if check_key not in context.selected_asset_check_keys:
         return
@@ -130,15 +151,7 @@ def day_check_evaluations(
         None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
     )
     days = sorted(results)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=days), limit=len(days)
-    ).records
-    targets: dict[str, Any] = {}
-    for record in records:  # newest first
-        if record.partition_key is not None and record.partition_key not in targets:
-            targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-            )
+    targets = _day_targets(context.instance, key, days)
     for day in days:
         passed, metadata = results[day]
         yield dg.AssetCheckEvaluation(

@@ -1,4 +1,5 @@
-"""Shared by both model families: check results, the recorded gates, and the champion asset.
+"""Shared by every model family: the recorded gates and the champion asset (promotion, rollback,
+the out-of-time gate).
 
 Promotion never trusts "latest": the champion asset names an exact version, reads the check
 results recorded for that version's partition from the instance (so a manual materialisation in
@@ -10,20 +11,19 @@ restore a version that was itself rolled away from.
 """
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from assets.challenger import check_result
 from assets.common import OWNERS
 from lifecycle.alerts import run_path
 from lifecycle.gates import CheckOutcome
 from lifecycle.numbers import rounded_metadata
 from lifecycle.registry import (
-    NO_CHAMPION,
     GateResult,
     ModelRegistry,
     ModelVersion,
@@ -31,65 +31,7 @@ from lifecycle.registry import (
     decide_promotion,
     decide_rollback,
 )
-from resources.registry import RegistryResource
-
-
-def check_result(
-    outcome: CheckOutcome,
-    asset_key: dg.AssetKey,
-    version: ModelVersion,
-    champion: ModelVersion | None,
-    plots: Mapping[str, str] | None = None,
-) -> dg.AssetCheckResult:
-    """Promotion gates fail with ERROR severity: the spec is blocking, so downstream stops.
-
-    The metadata is the evidence promotion re-checks: which version was judged, against which
-    champion (``"none"`` before the first), and the dataset versions both were trained on.
-    Numbers are rounded for reading (the verdict was taken on the exact values); ``plots``
-    (name → markdown image) come first, so the UI lists them at the top.
-    """
-    return dg.AssetCheckResult(
-        check_name=outcome.name,
-        asset_key=asset_key,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=outcome.detail,
-        metadata={
-            **{name: dg.MetadataValue.md(image) for name, image in (plots or {}).items()},
-            "model_version": version.version,
-            "dataset_version": version.dataset_version,
-            "against_champion": champion.version if champion else NO_CHAMPION,
-            "champion_dataset_version": champion.dataset_version if champion else NO_CHAMPION,
-            **rounded_metadata(
-                {
-                    "observed": outcome.observed,
-                    "threshold": outcome.threshold,
-                    "detail": outcome.detail,
-                    **dict(outcome.extra),
-                }
-            ),
-        },
-    )
-
-
-def gate_specs(
-    asset_key: dg.AssetKey,
-    descriptions: dict[str, str],
-    partitions_def: dg.PartitionsDefinition,
-    reads: Sequence[dg.AssetKey],
-) -> list[dg.AssetCheckSpec]:
-    """Blocking ERROR-severity specs: a failed gate stops the run and the promotion."""
-    return [
-        dg.AssetCheckSpec(
-            name,
-            asset=asset_key,
-            description=text,
-            blocking=True,
-            partitions_def=partitions_def,
-            additional_deps=list(reads),
-        )
-        for name, text in descriptions.items()
-    ]
+from resources.registry import RegistryResource, Warehouse
 
 
 def recorded_gates(
@@ -101,8 +43,9 @@ def recorded_gates(
 ) -> list[GateResult]:
     """The latest recorded outcome of each check on one partition, judged for ``version``.
 
-    Internal Dagster imports are kept to this function (and the IO manager's base classes), so
-    an upgrade touches few places.
+    Dagster internals, on purpose: no public API returns the latest check *execution* of one
+    partition (status, run id and the evaluation's metadata) across runs; ``instance`` offers
+    only materialisation records. An upgrade that moves these names breaks here, loudly.
     """
     from dagster._core.event_api import PartitionKeyFilter
     from dagster._core.storage.asset_check_execution_record import (
@@ -148,61 +91,6 @@ def _metadata_text(metadata: Mapping[str, Any], name: str) -> str | None:
     value = metadata.get(name)
     value = getattr(value, "value", value)
     return None if value is None else str(value)
-
-
-def register_challenger(
-    context: dg.AssetExecutionContext,
-    reg: ModelRegistry,
-    model_name: str,
-    files: Sequence[Path],
-    dataset_version: str,
-    params: Mapping[str, object],
-    metrics: Mapping[str, float],
-    code_version: str,
-) -> tuple[ModelVersion, dict[str, Any]]:
-    """Record an immutable version for this month and point `challenger` at it; returns the
-    version and the metadata every challenger materialisation starts with."""
-    now = dt.datetime.now(dt.UTC)
-    version = reg.register(
-        model_name,
-        context.partition_key,
-        files,
-        dataset_version=dataset_version,
-        params=params,
-        metrics=metrics,
-        code_version=code_version,
-        run_id=context.run.run_id,
-        now=now,
-    )
-    reg.set_alias(
-        model_name, "challenger", version.version, "set", context.run.run_id, "trained", now
-    )
-    metadata: dict[str, Any] = {
-        "model_version": version.version,
-        "sha256": version.sha256,
-        "dataset_version": version.dataset_version,
-    }
-    return version, metadata
-
-
-def challenger_under_review(
-    context: dg.AssetCheckExecutionContext,
-    reg: ModelRegistry,
-    model_name: str,
-    dataset_version: str,
-) -> ModelVersion:
-    """The month's newest version, which the gates judge, trained on the data they read."""
-    version = reg.latest_for_partition(model_name, context.partition_key)
-    if version is None:
-        raise dg.Failure(
-            description=f"no {model_name} version registered for {context.partition_key}"
-        )
-    if version.dataset_version != dataset_version:
-        raise dg.Failure(
-            description=f"{version.version} was trained on {version.dataset_version}, but the "
-            f"month's training set is now {dataset_version}: re-train the challenger first"
-        )
-    return version
 
 
 class PromotionConfig(dg.Config):
@@ -252,6 +140,16 @@ def event_label(
     return f"{label}: {reason}" if event == "rollback" else label
 
 
+# The challenger about to be promoted, judged with the champion on the days after training.
+AfterTraining = Callable[
+    [dg.AssetExecutionContext, ModelRegistry, Any, ModelVersion, ModelVersion | None],
+    CheckOutcome | str,
+]
+OUT_OF_TIME = "out_of_time"
+# How a promotion that waits for its out-of-time window starts its log line (the CLI reads it).
+WAITING = "waiting for the out-of-time window"
+
+
 def build_champion_asset(
     model_name: str,
     challenger_key: dg.AssetKey,
@@ -259,10 +157,31 @@ def build_champion_asset(
     group: str,
     kinds: set[str],
     webserver_url: str | None = None,
+    out_of_time: AfterTraining | None = None,
 ) -> dg.AssetsDefinition:
     """``webserver_url`` (settings.alerts.webserver_url) turns the run ids in each promotion
-    record into links to this run and to the run that trained the promoted version."""
+    record into links to this run and to the run that trained the promoted version.
+
+    ``out_of_time`` adds the blocking ``out_of_time`` check: a promotion also needs the
+    challenger to hold up against the champion on what happened after it was trained (the days
+    from the 1st to the promotion day). It runs in the promotion step itself, before the alias
+    moves, so a failure refuses the promotion; a rollback or no-op records it as not judged.
+    """
     key = dg.AssetKey(["models", f"{model_name}_champion"])
+    specs = (
+        [
+            dg.AssetCheckSpec(
+                OUT_OF_TIME,
+                asset=key,
+                blocking=True,
+                description="The promoted challenger against the champion it replaces, both "
+                "judged on the days after the challenger was trained (neither saw them), with "
+                "a paired bootstrap CI; the metadata names the days, units and both numbers.",
+            )
+        ]
+        if out_of_time
+        else []
+    )
 
     @dg.asset(
         key=key,
@@ -270,6 +189,8 @@ def build_champion_asset(
         deps=[dg.AssetDep(challenger_key, partition_mapping=dg.LastPartitionMapping())],
         automation_condition=dg.AutomationCondition.eager()
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        check_specs=specs,
+        output_required=False,  # a promotion waiting for its out-of-time window writes nothing
         group_name=group,
         kinds=kinds,
         owners=OWNERS,
@@ -279,8 +200,11 @@ def build_champion_asset(
         ),
     )
     def champion(
-        context: dg.AssetExecutionContext, config: PromotionConfig, registry: RegistryResource
-    ) -> dg.MaterializeResult:
+        context: dg.AssetExecutionContext,
+        config: PromotionConfig,
+        registry: RegistryResource,
+        warehouse: Warehouse,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.Output]:
         # The rollback job always rolls back (launchpad config may omit `rollback`: it replaces
         # the job's default); no other job may.
         rollback = context.job_name == rollback_job_name(model_name)
@@ -304,6 +228,26 @@ def build_champion_asset(
                 metadata={"refused_version": target.version},
             )
         reg.verify(target)
+        checks = []
+        if out_of_time is not None and not (rollback or decision.is_noop):
+            judged = out_of_time(context, reg, warehouse, target, current)
+            if isinstance(judged, str):
+                # Nothing to do yet (the days after training are not in): a clean skip that
+                # says why, not a failure; the check stays unexecuted and the alias unchanged.
+                context.log.warning(judged)
+                yield _unexecuted(context, key)
+                return
+            verdict = check_result(judged, key, target, current)
+            if not verdict.passed:
+                yield verdict
+                raise dg.Failure(
+                    description=f"{model_name}: refused to make {target.version} champion: "
+                    f"out_of_time: {verdict.description}",
+                    metadata={"refused_version": target.version},
+                )
+            checks.append(verdict)
+        elif out_of_time is not None:
+            yield _unexecuted(context, key)  # a rollback or no-op is not judged again
         event = "rollback" if rollback else "promote"
         recorded = decision.audit_reason or config.reason or event
         if not decision.is_noop:
@@ -320,7 +264,8 @@ def build_champion_asset(
                 expected=current.version if current else None,
             )
         run_id = context.run.run_id
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            check_results=checks,
             metadata={
                 # Listed first: promote vs rollback at a glance in the asset's events.
                 "event": event_label(
@@ -338,10 +283,18 @@ def build_champion_asset(
                 or ("restored a former champion" if rollback else "all blocking checks passed"),
                 **_version_metadata("champion", target),
                 **_version_metadata("previous", current),
-            }
+            },
         )
 
     return champion
+
+
+def _unexecuted(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.Output:
+    """The check's output without an evaluation: Dagster records it as not executed."""
+    check = dg.AssetCheckKey(key, OUT_OF_TIME)
+    return dg.Output(
+        None, output_name=context.assets_def.get_output_name_for_asset_check_key(check)
+    )
 
 
 def _rollback_decision(

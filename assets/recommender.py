@@ -1,37 +1,36 @@
-"""Recommender: monthly interaction sets (all history by default) → implicit ALS challenger →
-blocking checks → champion → daily top-K for every known user, each folded in from their history
-up to the day, with a popularity fallback for users none of whose items the model knows."""
+"""Recommender, one instance of the family contract: monthly interaction sets (all history by
+default) → implicit ALS challenger → blocking checks → champion → daily top-K for every known
+user, each folded in from their history up to the day, with a popularity fallback for users
+none of whose items the model knows."""
 
-import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from assets.common import (
-    OWNERS,
-    Partitions,
-    daily_table,
-    day_keys,
-    frame_metadata,
-    local_window,
-    manifest_metadata,
-    md_table,
-    require_materialized,
-)
-from assets.keys import REC_CHALLENGER, REC_CHAMPION, REC_DATASET, RECOMMENDATIONS
-from assets.per_day import daily_frame_metadata, day_key
-from assets.promotion import (
-    build_champion_asset,
-    challenger_under_review,
-    check_result,
-    gate_specs,
-    register_challenger,
-)
+from assets.common import day_keys
+from assets.family import Registration, Words, build_family_assets
+from assets.keys import FAMILIES
+from assets.per_day import day_key
 from lifecycle.datasets import build_manifest
+from lifecycle.family import (
+    DailyCheck,
+    Dataset,
+    Fit,
+    Loader,
+    Needs,
+    NotReady,
+    Predictions,
+    Reader,
+    Trained,
+    Verdict,
+)
 from lifecycle.interactions import from_table, to_table
+from lifecycle.model_records import ModelVersion
 from lifecycle.numbers import rounded_metadata
+from lifecycle.out_of_time import Window, as_of, recommender_out_of_time
 from lifecycle.plots import precision_plot
 from lifecycle.rec_data import window_start
 from lifecycle.rec_serving import daily_recommendations
@@ -44,12 +43,11 @@ from lifecycle.rec_training import (
     version_record,
 )
 from lifecycle.recommender import AlsParams, RecommenderBundle, Weighting, build_interaction_data
-from lifecycle.registry import ModelRegistry, ModelVersion
+from lifecycle.registry import ModelRegistry
 from lifecycle.settings import Settings
-from resources.publisher import PostgresPublisher
-from resources.registry import RegistryResource, Warehouse
 
 MODEL = "recommender"
+KEYS = FAMILIES[MODEL]
 INTERACTIONS = dg.AssetKey(["raw", "interactions"])
 # Every gate judges the *judged* fit (trained without each user's gate slice) on the gate slice,
 # which the grid search never saw; the served fit has trained on it and is not judged by it.
@@ -95,248 +93,258 @@ def history_mappings(
     )
 
 
-def load_model(reg: ModelRegistry, mv: ModelVersion, fit: str = "served") -> RecommenderBundle:
+def load_model(reg: ModelRegistry, mv: ModelVersion, fit: Fit = "served") -> RecommenderBundle:
     """One fit of a version ("served" or "judged"); every file of the version is checked
     against its recorded sha256 before implicit reads any of them."""
     paths = reg.verify(mv)
     return load_fit(next(iter(paths.values())).parent, fit)
 
 
-def build_recommender_assets(partitions: Partitions, settings: Settings) -> list:
-    cfg = settings.recommender
-    weighting = Weighting(scheme=cfg.weighting.scheme, alpha=cfg.weighting.alpha)
-    grid = [AlsParams(**point.model_dump()) for point in cfg.grid]
-    first_day = pd.Timestamp(settings.partitions.start_date)
-    window_months, history_days = history_mappings(settings)
-    window = (
-        "all history since the first partition"
-        if cfg.lookback_months is None
-        else f"the {cfg.lookback_months} months before M"
+class RecommenderFamily:
+    """The recommender's hooks of the family contract (lifecycle.family.ModelFamily)."""
+
+    name, code_version = MODEL, CODE_VERSION
+    gates: Mapping[str, str] = GATES
+    # Users none of whose items the model knows get the popularity list: a rising share is the
+    # recommender's drift (new users, new items), and retraining is what fixes it.
+    daily_check: DailyCheck | None = DailyCheck(
+        "fallback_share",
+        "Each day, the share of users served the popularity fallback stays under "
+        "recommender.checks.max_fallback_share. One result per day, also in range runs.",
     )
 
-    @dg.asset(
-        key=REC_DATASET,
-        # Read by SQL (only the columns needed); the mapping is the lineage: M reads every day
-        # of its window, which ends the day before M.
-        deps=[dg.AssetDep(INTERACTIONS, partition_mapping=window_months)],
-        partitions_def=partitions.monthly,
-        metadata={"partition_expr": "dataset_month"},
-        group_name="recommender",
-        kinds={"duckdb", "scipy"},
-        owners=OWNERS,
-        description=(
-            f"Month M's user × item pairs from {window}, ids "
-            "verbatim, with the summed raw weight and a `split`: each user's last "
-            f"{cfg.holdout_k} items are `gate` (what the promotion gates judge), the "
-            f"{cfg.holdout_k} before them `selection` (what the grid search picks on), the "
-            "rest `train`. Long format: the id maps are the rows."
-        ),
-    )
-    def interactions_training_set(context: dg.AssetExecutionContext, warehouse: Warehouse):
-        month = pd.Timestamp(context.partition_key)
-        start = window_start(month, cfg.lookback_months, first_day)
-        needed = day_keys(start, month)
+    def __init__(self, settings: Settings) -> None:
+        self.cfg = cfg = settings.recommender
+        self.weighting = Weighting(scheme=cfg.weighting.scheme, alpha=cfg.weighting.alpha)
+        self.grid = [AlsParams(**point.model_dump()) for point in cfg.grid]
+        self.first_day = pd.Timestamp(settings.partitions.start_date)
+
+    def days_before(self, month: pd.Timestamp) -> list[str]:
+        return day_keys(window_start(month, self.cfg.lookback_months, self.first_day), month)
+
+    def dataset_needs(self, month: pd.Timestamp) -> Needs:
+        needed = self.days_before(month)
         if not needed:
-            raise dg.Failure(
-                description=f"month {context.partition_key} has no days of interactions before "
-                f"it (partitions start on {first_day.date()}): train from the next month on"
+            raise NotReady(
+                f"month {month:%Y-%m-%d} has no days of interactions before it (partitions "
+                f"start on {self.first_day.date()}): train from the next month on"
             )
-        require_materialized(context, INTERACTIONS, needed, "interaction training window")
-        interactions = warehouse.query(
+        return {INTERACTIONS.to_user_string(): needed}
+
+    def build_dataset(
+        self, month: pd.Timestamp, inputs: Mapping[str, pd.DataFrame], reader: Reader
+    ) -> Dataset:
+        cfg, needed = self.cfg, self.days_before(month)
+        start = window_start(month, cfg.lookback_months, self.first_day)
+        interactions = reader.query(
             "select user_id, item_id, timestamp, weight from raw.interactions "
             "where event_date >= ? and event_date < ?",
             [start.to_pydatetime(), month.to_pydatetime()],
         )
         splits = build_interaction_data(
-            interactions, cfg.holdout_k, cfg.min_user_interactions, weighting
+            interactions, cfg.holdout_k, cfg.min_user_interactions, self.weighting
         )
         table = to_table(splits)
         manifest = build_manifest(
             table.assign(verified=True),
-            REC_DATASET.path[-1],
+            KEYS.dataset.path[-1],
             "interactions_ds",
-            context.partition_key,
+            f"{month:%Y-%m-%d}",
             [f"holdout_k={cfg.holdout_k}", f"min_user_interactions={cfg.min_user_interactions}"],
             {"interactions": f"{needed[0]}…{needed[-1]}"},
         )
-        table = table.assign(dataset_month=month, dataset_version=manifest.version)
-        return dg.Output(
-            table,
-            metadata={
-                **frame_metadata(table),
-                **manifest_metadata(manifest),
-                **splits.summary(),
-                "events": len(interactions),
-                "window_start": str(start.date()),
-                "window_end": needed[-1],
-            },
-        )
+        summary = {
+            **splits.summary(),
+            "events": len(interactions),
+            "window_start": str(start.date()),
+            "window_end": needed[-1],
+        }
+        return Dataset(table.assign(dataset_month=month), manifest, summary)
 
-    @dg.asset(
-        key=REC_CHALLENGER,
-        ins={"dataset": dg.AssetIn(REC_DATASET)},
-        partitions_def=partitions.monthly,
-        group_name="recommender",
-        kinds=KINDS,
-        owners=OWNERS,
-        code_version=CODE_VERSION,
-        description=(
-            "Month M's implicit ALS challenger. The grid point is chosen on the `selection` "
-            "slice; the *judged* fit (that point refit without the `gate` slice) is what the "
-            "gates score on the gate slice; the *served* fit (refit on the whole window) is "
-            "what the champion serves. Both fits, each with a popularity fallback, are saved "
-            "with implicit's .npz (no pickle) in one version, registered with sha256."
-        ),
-    )
-    def recommender_challenger(
-        context: dg.AssetExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
-    ) -> dg.MaterializeResult:
-        splits = from_table(dataset, weighting, REC_DATASET.to_user_string())
-        fits = train_challenger(splits, grid, cfg.k, SEED, cfg.fallback_size)
+    def train(self, dataset: pd.DataFrame, workdir: Path) -> Trained:
+        cfg, weighting = self.cfg, self.weighting
+        splits = from_table(dataset, weighting, KEYS.dataset.to_user_string())
+        fits = train_challenger(splits, self.grid, cfg.k, SEED, cfg.fallback_size)
         params, metrics = version_record(
             fits, {"weighting": weighting.scheme, "alpha": weighting.alpha}
         )
-        reg = registry.registry()
-        with tempfile.TemporaryDirectory() as tmp:
-            version, meta = register_challenger(
-                context,
-                reg,
-                MODEL,
-                save_fits(fits, Path(tmp)),
-                str(dataset["dataset_version"].iloc[0]),
-                params=params,
-                metrics=metrics,
-                code_version=CODE_VERSION,
-            )
         numbers = {
             **{f"{k}_at_k": float(v) for k, v in fits.gate.as_dict().items()},
             **{f"popularity_{k}_at_k": float(v) for k, v in fits.popularity.as_dict().items()},
             **{f"selection_{k}_at_k": float(v) for k, v in fits.selection.as_dict().items()},
             **{k: float(v) for k, v in metrics.items() if k.startswith("served_")},
         }
-        return dg.MaterializeResult(
-            metadata={
-                "plot_precision_at_k": dg.MetadataValue.md(
-                    precision_plot(
-                        fits.gate.as_dict(), fits.popularity.as_dict(), cfg.k, version.version
-                    )
-                ),
-                **meta,
+
+        def describe(version: str) -> dict[str, object]:
+            gate, baseline = fits.gate.as_dict(), fits.popularity.as_dict()
+            return {
+                "plot_precision_at_k": precision_plot(gate, baseline, cfg.k, version),
                 "judged_fit": JUDGED_NOTE,
                 **rounded_metadata(numbers),
-                "trials": dg.MetadataValue.md(md_table(fits.trials, max_rows=len(fits.trials))),
-                "params": dg.MetadataValue.json(dict(asdict(fits.params))),
+                "trials": fits.trials,
+                "params": dict(asdict(fits.params)),
             }
-        )
 
-    @dg.multi_asset_check(
-        specs=gate_specs(REC_CHALLENGER, GATES, partitions.monthly, [REC_DATASET]),
-        ins={"dataset": dg.AssetIn(REC_DATASET)},
-        name="recommender_promotion_gates",
-        description="Gates on the challenger's judged fit, each on the same per-user gate slice.",
-    )
-    def recommender_gates(
-        context: dg.AssetCheckExecutionContext, dataset: pd.DataFrame, registry: RegistryResource
-    ):
-        reg = registry.registry()
-        challenger = challenger_under_review(
-            context, reg, MODEL, str(dataset["dataset_version"].iloc[0])
-        )
-        champion = reg.alias(MODEL, "champion")
-        splits = from_table(dataset, weighting, REC_DATASET.to_user_string())
+        return Trained(save_fits(fits, workdir), params, metrics, describe)
+
+    def load(self, paths: Mapping[str, Path], fit: Fit) -> RecommenderBundle:
+        return load_fit(next(iter(paths.values())).parent, fit)
+
+    def judge(
+        self,
+        dataset: pd.DataFrame,
+        challenger: ModelVersion,
+        champion: ModelVersion | None,
+        load: Loader,
+        reader: Reader,
+    ) -> list[Verdict]:
+        splits = from_table(dataset, self.weighting, KEYS.dataset.to_user_string())
         outcomes = judge_challenger(
-            load_model(reg, challenger, "judged"),
-            load_model(reg, challenger, "served"),
-            load_model(reg, champion, "served") if champion is not None else None,
+            load(challenger, "judged"),
+            load(challenger, "served"),
+            load(champion, "served") if champion is not None else None,
             splits.judged,
-            cfg.k,
-            cfg.checks,
+            self.cfg.k,
+            self.cfg.checks,
         )
-        for outcome in outcomes:
-            yield check_result(outcome, REC_CHALLENGER, challenger, champion)
+        return [Verdict(outcome) for outcome in outcomes]
 
-    champion = build_champion_asset(
-        MODEL, REC_CHALLENGER, list(GATES), "recommender", KINDS, settings.alerts.webserver_url
+    def history(self, reader: Reader, before: pd.Timestamp) -> pd.DataFrame:
+        """Every interaction before a day, ordered, so each pair's weights add up in one order
+        on every run."""
+        return reader.query(
+            "select user_id, item_id, event_date, weight from raw.interactions "
+            "where event_date < ? order by user_id, item_id, event_date, weight",
+            [before.to_pydatetime()],
+        )
+
+    def prediction_needs(self, start: pd.Timestamp, end: pd.Timestamp) -> Needs:
+        # Each user's whole history up to D is folded into the champion and filtered out.
+        return {INTERACTIONS.to_user_string(): day_keys(self.first_day, end)}
+
+    def predict(
+        self,
+        model: RecommenderBundle,
+        version: ModelVersion,
+        days: pd.DatetimeIndex,
+        inputs: Mapping[str, pd.DataFrame],
+        reader: Reader,
+    ) -> Predictions:
+        cfg = self.cfg
+        events = self.history(reader, days[-1] + pd.Timedelta(days=1))
+        table, counts = daily_recommendations(
+            events, days, model, cfg.k, self.weighting, version.version, cfg.active_days
+        )
+        per_user = table.drop_duplicates(["as_of_date", "user_id"])
+        user_days = per_user.groupby(day_key(per_user["as_of_date"]).to_numpy())
+        share = float(per_user["is_fallback"].mean()) if len(per_user) else 0.0
+        users, shares = user_days["user_id"].nunique(), user_days["is_fallback"].mean().round(4)
+        bound = cfg.checks.max_fallback_share
+        checks = {
+            day: (
+                bool(shares.get(day, 0.0) <= bound),
+                {
+                    "fallback_share": float(shares.get(day, 0.0)),
+                    "bound": bound,
+                    "users": int(users.get(day, 0)),
+                },
+            )
+            for day in days.strftime("%Y-%m-%d")
+        }
+        return Predictions(
+            table,
+            per_day={"users": users, "fallback_share": shares},
+            day_checks=checks,
+            metadata={
+                "range_users": int(per_user["user_id"].nunique()),
+                "range_fallback_share": round(share, 4),
+                **counts,
+            },
+        )
+
+    def out_of_time_needs(self, window: Window) -> Needs:
+        end = window.last_day + pd.Timedelta(days=1)
+        return {INTERACTIONS.to_user_string(): day_keys(self.first_day, end)}
+
+    def out_of_time(
+        self,
+        window: Window,
+        challenger: RecommenderBundle,
+        champion: RecommenderBundle | None,
+        reader: Reader,
+    ) -> Verdict:
+        """Both models' lists as of the day before the month, against the new items users
+        took in the window (items they already had do not count)."""
+        cfg, day = self.cfg, as_of(window)
+        seen = self.history(reader, day + pd.Timedelta(days=1))
+        future = reader.query(
+            "select user_id, item_id from raw.interactions where event_date between ? and ?",
+            [window.first_day.to_pydatetime(), window.last_day.to_pydatetime()],
+        )
+
+        def lists(model: RecommenderBundle) -> pd.DataFrame:
+            days = pd.DatetimeIndex([day])
+            return daily_recommendations(
+                seen, days, model, cfg.k, self.weighting, "", cfg.active_days
+            )[0]
+
+        old = lists(champion) if champion is not None else None
+        outcome = recommender_out_of_time(
+            lists(challenger),
+            old,
+            future,
+            cfg.k,
+            window,
+            cfg.checks.out_of_time_tolerance,
+            cfg.checks.n_boot,
+            seen=seen,
+        )
+        return Verdict(outcome)
+
+
+def registration(settings: Settings) -> Registration:
+    cfg = settings.recommender
+    window_months, history_days = history_mappings(settings)
+    window = (
+        "all history since the first partition"
+        if cfg.lookback_months is None
+        else f"the {cfg.lookback_months} months before M"
     )
-
     who = (
         "every user with any interaction on or before D"
         if cfg.active_days is None
         else f"every user active in the last {cfg.active_days} days (the others are counted)"
     )
-
-    @dg.asset(
-        key=RECOMMENDATIONS,
-        # Each user's whole history up to D is read by SQL: it is folded into the champion and
-        # filtered out of their list.
-        deps=[dg.AssetDep(INTERACTIONS, partition_mapping=history_days), REC_CHAMPION],
-        **daily_table(partitions, "as_of_date"),
-        output_required=False,  # nothing to write until a champion exists
-        group_name="recommender",
-        kinds=KINDS,
-        owners=OWNERS,
-        description=(
-            f"For day D, the champion's top-{cfg.k} items for {who}. Each user's history up to "
-            "D is folded into the champion (their factor solved against its item factors), so "
-            "events and users newer than the fit count; items a user already had are never "
-            "shown. Users none of whose items the champion knows get the popularity fallback, "
-            "flagged `is_fallback`."
+    return Registration(
+        RecommenderFamily(settings),
+        KEYS,
+        Words(
+            dataset=f"Month M's user × item pairs from {window}, ids verbatim, with the summed "
+            f"raw weight and a `split`: each user's last {cfg.holdout_k} items are `gate` (what "
+            f"the promotion gates judge), the {cfg.holdout_k} before them `selection` (what the "
+            "grid search picks on), the rest `train`. Long format: the id maps are the rows.",
+            challenger="Month M's implicit ALS challenger. The grid point is chosen on the "
+            "`selection` slice; the *judged* fit (that point refit without the `gate` slice) is "
+            "what the gates score on the gate slice; the *served* fit (refit on the whole "
+            "window) is what the champion serves. Both fits, each with a popularity fallback, "
+            "are saved with implicit's .npz (no pickle) in one version, registered with sha256.",
+            gates="Gates on the challenger's judged fit, each on the same per-user gate slice.",
+            predictions=f"For day D, the champion's top-{cfg.k} items for {who}. Each user's "
+            "history up to D is folded into the champion (their factor solved against its item "
+            "factors), so events and users newer than the fit count; items a user already had "
+            "are never shown. Users none of whose items the champion knows get the popularity "
+            "fallback, flagged `is_fallback`.",
+            shadow=f"The challenger's top-{cfg.k} lists for the same users, before promotion, "
+            "so a reviewer can compare them with the champion's.",
         ),
+        kinds=KINDS,
+        dataset_kinds={"duckdb", "scipy"},
+        # Read by SQL (only the columns needed); the mapping is the lineage: M reads every day
+        # of its window, which ends the day before M.
+        dataset_deps=[dg.AssetDep(INTERACTIONS, partition_mapping=window_months)],
+        prediction_deps=[dg.AssetDep(INTERACTIONS, partition_mapping=history_days)],
     )
-    def recommendations(
-        context: dg.AssetExecutionContext,
-        registry: RegistryResource,
-        publisher: PostgresPublisher,
-        warehouse: Warehouse,
-    ):
-        start, end = local_window(context)
-        reg = registry.registry()
-        mv = reg.alias(MODEL, "champion")
-        if mv is None:
-            context.log.warning("no recommender champion yet: nothing to recommend")
-            return
-        require_materialized(context, INTERACTIONS, day_keys(first_day, end), "history up to D")
-        # Ordered, so each pair's weights add up in one order on every run.
-        events = warehouse.query(
-            "select user_id, item_id, event_date, weight from raw.interactions "
-            "where event_date < ? order by user_id, item_id, event_date, weight",
-            [end.to_pydatetime()],
-        )
-        days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
-        table, counts = daily_recommendations(
-            events, days, load_model(reg, mv), cfg.k, weighting, mv.version, cfg.active_days
-        )
-        per_user = table.drop_duplicates(["as_of_date", "user_id"])
-        user_days = per_user.groupby(day_key(per_user["as_of_date"]).to_numpy())
-        # A generator, so the bare `return` above (no champion yet) writes nothing, not None;
-        # and Dagster stores this output (the warehouse commits the partition) before resuming
-        # here, so PostgreSQL only ever receives committed rows.
-        yield dg.Output(
-            table,
-            metadata={
-                **daily_frame_metadata(
-                    context,
-                    table,
-                    "as_of_date",
-                    extra={
-                        "users": user_days["user_id"].nunique(),
-                        "fallback_share": user_days["is_fallback"].mean().round(4),
-                    },
-                ),
-                "model_version": mv.version,
-                "range_users": int(per_user["user_id"].nunique()),
-                "range_fallback_share": round(float(per_user["is_fallback"].mean()), 4)
-                if len(per_user)
-                else 0.0,
-                **counts,
-            },
-        )
-        yield from publisher.publish_committed(RECOMMENDATIONS, table, "as_of_date", start, end)
 
-    return [
-        interactions_training_set,
-        recommender_challenger,
-        recommender_gates,
-        champion,
-        recommendations,
-    ]
+
+def build_recommender_assets(partitions, settings: Settings) -> list:
+    return build_family_assets(registration(settings), partitions, settings)

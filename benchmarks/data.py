@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from benchmarks.raw_settings import demo_raw, with_files
 from benchmarks.realistic import (
     COLUMN_MAP,
     TIME_COLUMN,
@@ -53,12 +53,9 @@ class Bench:
 
 
 def _demo_settings() -> dict[str, Any]:
-    from lifecycle.settings import DEMO_SETTINGS
-
-    raw = yaml.safe_load(DEMO_SETTINGS.read_text())
     # The benchmark's own calendar (the README's figures were measured on it), and no planted
     # incident: the demo's story is not what the quality comparison is about.
-    raw["partitions"] = {"start_date": "2025-07-01", "end_date": "2026-07-01"}
+    raw = demo_raw("2025-07-01", "2026-07-01")
     raw["source"]["synthetic"].pop("incident", None)
     return raw
 
@@ -105,18 +102,12 @@ def prepare_synthetic(workdir: Path, customers: int | None) -> Bench:
             folder.mkdir(parents=True, exist_ok=True)
             rows.to_csv(folder / f"{table}.csv", index=False)
             where[table] = str(folder / f"{table}.csv")
-    raw["warehouse"] = {
-        "database": str(workdir / "warehouse.duckdb"),
-        "artifact_root": str(workdir / "artifacts"),
+    files = {
+        "transactions_glob": history["transactions"],
+        "interactions_glob": history["interactions"],
+        "timestamp_format": NAIVE_FORMAT,
     }
-    raw["source"] = {
-        "kind": "files",
-        "files": {
-            "transactions_glob": history["transactions"],
-            "interactions_glob": history["interactions"],
-            "timestamp_format": NAIVE_FORMAT,
-        },
-    }
+    with_files(raw, workdir, files)
     settings = write_settings(raw, workdir / "settings.yaml")
     return Bench(
         name="synthetic",

@@ -9,15 +9,14 @@ its peak RSS is measured on its own by resetting the process's high-water mark b
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from benchmarks.measure import peak_rss_mb, reset_peak_rss
 from lifecycle.churn_model import SearchSpace, refit, train_churn_model
 from lifecycle.datasets import (
     build_churn_training_set,
@@ -41,26 +40,6 @@ from lifecycle.validation import (
 )
 
 INGEST_STAGES = ("generate", "validate", "features")
-
-
-def reset_peak_rss() -> None:
-    """Start a new high-water mark (Linux: writing 5 to clear_refs resets VmHWM)."""
-    # Elsewhere the peak is the process's peak so far (an upper bound).
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS since the last reset, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -140,6 +119,11 @@ def run_ingest(settings: Settings, timer: Stages) -> DirectData:
     return DirectData(shop, activity, table, quarantine, quality)
 
 
+def training_month(settings: Settings) -> pd.Timestamp:
+    """Month M: the month of the last partition's end, whose challenger the benchmarks train."""
+    return pd.Timestamp(settings.partitions.end_date).to_period("M").to_timestamp()
+
+
 def run_labels(
     settings: Settings, data: DirectData, matured_end: pd.Timestamp, timer: Stages
 ) -> None:
@@ -152,31 +136,42 @@ def run_labels(
     )
 
 
-def run_churn(settings: Settings, data: DirectData, month: pd.Timestamp, timer: Stages) -> int:
-    """Month M's churn challenger: its training set, search and served refit; returns rows."""
+def churn_training_rows(settings: Settings, data: DirectData, month: pd.Timestamp) -> pd.DataFrame:
+    """Month M's verified churn training rows in the order the churn asset trains on them.
+
+    The same lifecycle calls as the dataset asset (window from the warmed-up first feature day,
+    snapshots, quarantined customers and failing days unverified), on in-memory frames.
+    """
     assert data.labels is not None, "labels first"
-    cfg, horizon = settings.churn, settings.labels.horizon_days
-    features = feature_columns(settings.features.windows)
+    cfg = settings.churn
     earliest = pd.Timestamp(settings.partitions.start_date) + pd.Timedelta(
         days=settings.features.lookback_days - 1
     )
+    window = churn_window(
+        month, settings.labels.horizon_days, cfg.train_months, cfg.validation_days, earliest
+    )
+    dataset = build_churn_training_set(
+        data.features,
+        data.labels,
+        window,
+        feature_columns(settings.features.windows),
+        quarantined_ids(data.quarantine, "customer_id"),
+        failing_days(data.quality),
+        month,
+        snapshot_days(window, cfg.snapshot_every_days),
+    )
+    return dataset[dataset["verified"]].sort_values(["as_of_date", "customer_id"], kind="stable")
+
+
+def run_churn(settings: Settings, data: DirectData, month: pd.Timestamp, timer: Stages) -> int:
+    """Month M's churn challenger: its training set, search and served refit; returns rows."""
+    assert data.labels is not None, "labels first"
+    cfg = settings.churn
+    features = feature_columns(settings.features.windows)
     space = SearchSpace(**cfg.search.model_dump())
 
     def challenger() -> int:
-        window = churn_window(month, horizon, cfg.train_months, cfg.validation_days, earliest)
-        dataset = build_churn_training_set(
-            data.features,
-            data.labels,
-            window,
-            features,
-            quarantined_ids(data.quarantine, "customer_id"),
-            failing_days(data.quality),
-            month,
-            snapshot_days(window, cfg.snapshot_every_days),
-        )
-        usable = dataset[dataset["verified"]].sort_values(
-            ["as_of_date", "customer_id"], kind="stable"
-        )
+        usable = churn_training_rows(settings, data, month)
         train = usable[usable["split"] == "train"]
         fit, select = selection_split(train, cfg.validation_days)
         trained = train_churn_model(fit, select, features, "churned", space)
@@ -184,3 +179,18 @@ def run_churn(settings: Settings, data: DirectData, month: pd.Timestamp, timer: 
         return len(train)
 
     return int(timer("churn", challenger))
+
+
+def run_stages(
+    settings: Settings, timer: Stages, *, labels: bool = True, churn: bool = False
+) -> tuple[DirectData, int | None]:
+    """The direct path in order: ingest, the matured days' labels, month M's challenger.
+
+    Returns the data and, with ``churn``, the challenger's training rows.
+    """
+    data = run_ingest(settings, timer)
+    end = pd.Timestamp(settings.partitions.end_date)
+    if labels:
+        run_labels(settings, data, end - pd.Timedelta(days=settings.labels.horizon_days), timer)
+    rows = run_churn(settings, data, training_month(settings), timer) if churn else None
+    return data, rows

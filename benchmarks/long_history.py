@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import tempfile
 import time
@@ -23,6 +22,8 @@ import pandas as pd
 import yaml
 
 from benchmarks.instances import write_home
+from benchmarks.measure import forked
+from benchmarks.raw_settings import demo_raw, with_files
 
 
 def write_ratings(path: Path, start: dt.date, days: int, rows: int, seed: int = 3) -> pd.DataFrame:
@@ -45,27 +46,17 @@ def write_ratings(path: Path, start: dt.date, days: int, rows: int, seed: int = 
 
 
 def settings_for(root: Path, glob: str, start: dt.date, end: dt.date) -> dict:
-    from lifecycle.settings import DEMO_SETTINGS
-
-    raw = yaml.safe_load(DEMO_SETTINGS.read_text())
-    raw["partitions"] = {"start_date": start.isoformat(), "end_date": end.isoformat()}
-    raw["warehouse"] = {
-        "database": str(root / "warehouse.duckdb"),
-        "artifact_root": str(root / "artifacts"),
-    }
-    raw["source"] = {
-        "kind": "files",
-        "files": {
-            "interactions_glob": glob,
-            "columns": {
-                "user_id": "userId",
-                "item_id": "movieId",
-                "weight": "rating",
-                "interactions_timestamp": "timestamp",
-            },
-            "interactions_timestamp_unit": "s",
+    files = {
+        "interactions_glob": glob,
+        "columns": {
+            "user_id": "userId",
+            "item_id": "movieId",
+            "weight": "rating",
+            "interactions_timestamp": "timestamp",
         },
+        "interactions_timestamp_unit": "s",
     }
+    raw = with_files(demo_raw(start.isoformat(), end.isoformat()), root, files)
     raw.setdefault("validation", {})["on_empty_day"] = "allow"  # sparse history: quiet days
     return raw
 
@@ -110,30 +101,6 @@ def direct(settings_path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _child(fn, *args) -> tuple[object, int]:
-    """Run ``fn`` in a forked child; its (JSON) result and that child's own peak RSS (MiB)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        os.close(read_end)
-        try:
-            payload = ["ok", fn(*args)]
-        except BaseException as exc:  # reported to the parent, which raises
-            payload = ["error", repr(exc)]
-        os.write(write_end, json.dumps(payload).encode())
-        os._exit(0)
-    os.close(write_end)
-    data = b""
-    while chunk := os.read(read_end, 1 << 16):
-        data += chunk
-    os.close(read_end)
-    _, _, usage = os.wait4(pid, 0)
-    kind, result = json.loads(data or b'["error", "the child died"]')
-    if kind != "ok":
-        raise RuntimeError(result)
-    return result, usage.ru_maxrss // 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--years", type=int, default=20)
@@ -150,8 +117,8 @@ def main() -> None:
     )
     home = root / "home"
     write_home(home, "sqlite")
-    assets_result, assets_peak = _child(through_assets, settings_path, home)
-    direct_result, direct_peak = _child(direct, settings_path)
+    assets_result, assets_peak = forked(through_assets, settings_path, home)
+    direct_result, direct_peak = forked(direct, settings_path)
     assets_s, status = float(assets_result[0]), str(assets_result[1])  # type: ignore[index]
     direct_s = float(direct_result)  # type: ignore[arg-type]
     quiet = days - frame["timestamp"].floordiv(86_400).nunique()

@@ -30,6 +30,8 @@ import pandas as pd
 
 from benchmarks import report
 from benchmarks.instances import STORAGES, Postgres, write_home
+from benchmarks.measure import progress
+from benchmarks.raw_settings import warehouse_under
 from lifecycle.settings import Settings, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +40,6 @@ DIRECT_FOR = {
     "labels": ("labels",),
     "churn": ("churn",),
 }
-_STARTED = time.perf_counter()
-
-
-def progress(message: str) -> None:
-    print(f"[bench {time.perf_counter() - _STARTED:7.1f} s] {message}", flush=True)
 
 
 def bench_settings(base: Settings, size: int, days: int, root: Path) -> dict[str, Any]:
@@ -53,10 +50,7 @@ def bench_settings(base: Settings, size: int, days: int, root: Path) -> dict[str
     end = pd.Timestamp(raw["partitions"]["end_date"])
     raw["partitions"]["start_date"] = (end - pd.Timedelta(days=days)).strftime("%Y-%m-%d")
     raw["source"]["synthetic"].update(n_customers=size, incident=None)
-    raw["warehouse"] = {
-        "database": str(root / "warehouse.duckdb"),
-        "artifact_root": str(root / "artifacts"),
-    }
+    raw["warehouse"] = warehouse_under(root)
     parse_settings(raw, "benchmark settings")  # fail here, not in a subprocess
     return raw
 
@@ -84,13 +78,7 @@ def measure_assets(
 ) -> dict[str, dict[str, Any]]:
     """Each stage one run in its own process, sharing one fresh warehouse and instance."""
     root = Path(tempfile.mkdtemp(prefix=f"assets-{storage}-", dir=work))
-    raw = {
-        **raw,
-        "warehouse": {
-            "database": str(root / "warehouse.duckdb"),
-            "artifact_root": str(root / "artifacts"),
-        },
-    }
+    raw = {**raw, "warehouse": warehouse_under(root)}
     settings_file = root / "settings.json"
     settings_file.write_text(json.dumps(raw))
     home = root / "dagster_home"
@@ -183,10 +171,7 @@ def demo_row(work: Path) -> dict[str, Any]:
     """`scripts/demo.sh` wall and peak RSS, in a fresh DAGSTER_HOME and warehouse."""
     root = Path(tempfile.mkdtemp(prefix="demo-", dir=work))
     raw = load_settings().model_dump(mode="json")
-    raw["warehouse"] = {
-        "database": str(root / "warehouse.duckdb"),
-        "artifact_root": str(root / "artifacts"),
-    }
+    raw["warehouse"] = warehouse_under(root)
     settings_file = root / "settings.json"
     settings_file.write_text(json.dumps(raw))
     env = {
@@ -224,17 +209,10 @@ def worker(args: argparse.Namespace) -> int:
 
         stages = args.stage.split(",")
         timer = direct.Stages()
-        data = direct.run_ingest(settings, timer)
-        end = pd.Timestamp(settings.partitions.end_date)
-        result = {}
-        if "labels" in stages:
-            direct.run_labels(
-                settings, data, end - pd.Timedelta(days=settings.labels.horizon_days), timer
-            )
-        if "churn" in stages:
-            result["train_rows"] = direct.run_churn(
-                settings, data, end.to_period("M").to_timestamp(), timer
-            )
+        _, rows = direct.run_stages(
+            settings, timer, labels="labels" in stages, churn="churn" in stages
+        )
+        result = {} if rows is None else {"train_rows": rows}
         result["stages"] = {
             n: {"seconds": s.seconds, "peak_rss_mb": s.peak_rss_mb} for n, s in timer.done.items()
         }

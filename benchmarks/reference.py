@@ -212,6 +212,18 @@ def _matrix(
     return sp.csr_matrix((weight, (users, items)), shape=shape)
 
 
+def _fit_als(point: Mapping[str, float], matrix: sp.csr_matrix) -> Any:
+    """ALS at one grid point, as the notebook fits it (15 iterations, seed 0)."""
+    model = implicit.als.AlternatingLeastSquares(
+        factors=int(point["factors"]),
+        regularization=float(point["regularization"]),
+        iterations=15,
+        random_state=0,
+    )
+    model.fit(matrix, show_progress=False)
+    return model
+
+
 def _precision(model: Any, train: sp.csr_matrix, held: pd.DataFrame, k: int) -> float:
     users = held["u"].unique()
     recs, _ = model.recommend(users, train[users], N=k, filter_already_liked_items=True)
@@ -246,23 +258,11 @@ def recommender_reference(
     held = held[[(a, b) not in seen for a, b in zip(held["u"], held["i"], strict=True)]]
     selection = []
     for point in grid:
-        model = implicit.als.AlternatingLeastSquares(
-            factors=int(point["factors"]),
-            regularization=float(point["regularization"]),
-            iterations=15,
-            random_state=0,
-        )
-        model.fit(train, show_progress=False)
+        model = _fit_als(point, train)
         selection.append({**point, "precision": _precision(model, train, held, k)})
     best = max(selection, key=lambda s: s["precision"])
     full = _matrix(u, i, weight, shape)
-    model = implicit.als.AlternatingLeastSquares(
-        factors=int(best["factors"]),
-        regularization=float(best["regularization"]),
-        iterations=15,
-        random_state=0,
-    )
-    model.fit(full, show_progress=False)
+    model = _fit_als(best, full)
     fit_seconds = time.perf_counter() - started
     rows = np.arange(len(users))
     recs, _ = model.recommend(rows, full[rows], N=k, filter_already_liked_items=True)

@@ -20,11 +20,9 @@ read the ratio, not the seconds.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +31,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 
+from benchmarks.measure import isolated, peak_rss_mb
+
 WINDOWS = (7, 30, 90)
 DAY = pd.Timestamp("2026-06-30")
 HISTORY_DAYS = 365
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------------------
@@ -234,27 +224,6 @@ def features_job(side: str, path: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
-
-
-def _child(queue: Any, job: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
-    try:
-        queue.put(job(*args))
-    except BaseException as error:  # the parent must not wait forever on a dead child
-        queue.put({"error": repr(error)})
-        raise
-
-
-def isolated(job: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run ``job`` in a fresh spawned process (its own peak RSS) and return its result."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, job, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"{job.__name__}{args} failed: {result['error']}")
-    return result
 
 
 def _row(what: str, platform: dict[str, Any], direct: dict[str, Any], note: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ FMT = "%Y-%m-%d"
 
 def stage_request(settings: Settings, stage: str) -> dict[str, Any]:
     """The job, selection and partitions of a stage, as ``lifecycle demo`` runs it."""
-    keys = Selection(settings.source.tables)
+    keys = Selection.of(settings)
     first = pd.Timestamp(settings.partitions.start_date)
     end = pd.Timestamp(settings.partitions.end_date)
     last = end - pd.Timedelta(days=1)

@@ -9,15 +9,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import dagster as dg
 import pandas as pd
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
-from assets.common import Partitions
-from assets.keys import CHAMPIONS, Selection
+from assets.common import Partitions, partition_exists
+from assets.keys import FAMILIES, Selection
 from assets.promotion import rollback_job_name
 from lifecycle.settings import Settings
+
+# Only a type annotation, named once: `dg.define_asset_job` returns this class and `dagster`
+# exports no public name for it (`dg.JobDefinition` is what `Definitions` resolves it to, not
+# what it is here); sensors, schedules and `Definitions` take it as it is.
+AssetJob: TypeAlias = UnresolvedAssetJobDefinition
 
 
 @dataclass(frozen=True)
@@ -25,17 +33,17 @@ class Jobs:
     """The jobs of one code location; their selections hold only the families that exist."""
 
     keys: Selection
-    daily: UnresolvedAssetJobDefinition
-    monthly_training: UnresolvedAssetJobDefinition
-    promotion: UnresolvedAssetJobDefinition
-    rollbacks: dict[str, UnresolvedAssetJobDefinition]
+    daily: AssetJob
+    monthly_training: AssetJob
+    promotion: AssetJob
+    rollbacks: dict[str, AssetJob]
 
-    def all(self) -> list[UnresolvedAssetJobDefinition]:
+    def all(self) -> list[AssetJob]:
         return [self.daily, self.monthly_training, self.promotion, *self.rollbacks.values()]
 
 
 def champion_op_name(model: str) -> str:
-    return CHAMPIONS[model].to_python_identifier()
+    return FAMILIES[model].champion.to_python_identifier()
 
 
 def rollback_run_config(
@@ -95,12 +103,6 @@ def _cron(hhmm: str, day_of_month: str = "*") -> str:
     return f"{int(minute)} {int(hour)} {day_of_month} * *"
 
 
-def _exists(partitions_def: dg.PartitionsDefinition, key: str, now: dt.datetime) -> bool:
-    """Whether ``key`` is a partition as of ``now`` (not as of the wall clock)."""
-    with dg.partition_loading_context(effective_dt=now):
-        return partitions_def.has_partition_key(key)
-
-
 def daily_run_requests(
     scheduled: dt.datetime,
     settings: Settings,
@@ -109,7 +111,7 @@ def daily_run_requests(
 ) -> list[dg.RunRequest]:
     """Yesterday's ingest/features/scores, and (with churn) the label day whose horizon ended
     yesterday."""
-    keys = keys or Selection(settings.source.tables)
+    keys = keys or Selection.of(settings)
     yesterday = pd.Timestamp(scheduled.date()) - pd.Timedelta(days=1)
     label_day = yesterday - pd.Timedelta(days=settings.labels.horizon_days)
     wanted = [(yesterday, keys.daily, "daily")]
@@ -118,7 +120,7 @@ def daily_run_requests(
     requests = []
     for day, selected, kind in wanted:
         key = day.strftime("%Y-%m-%d")
-        if _exists(partitions.daily, key, scheduled):
+        if partition_exists(partitions.daily, key, scheduled):
             requests.append(
                 dg.RunRequest(
                     run_key=f"{kind}-{key}", partition_key=key, asset_selection=list(selected)
@@ -152,7 +154,7 @@ def build_schedules(settings: Settings, partitions: Partitions, jobs: Jobs) -> l
     )
     def monthly(context: dg.ScheduleEvaluationContext):
         month = context.scheduled_execution_time.date().replace(day=1).isoformat()
-        if not _exists(partitions.monthly, month, context.scheduled_execution_time):
+        if not partition_exists(partitions.monthly, month, context.scheduled_execution_time):
             return dg.SkipReason(f"no monthly partition {month}")
         return dg.RunRequest(run_key=f"train-{month}", partition_key=month)
 

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from dagster_shared.error import SerializableErrorInfo
 
-from assets.keys import CHALLENGERS, FAMILY_TABLE, Selection
+from assets.keys import CHALLENGERS, FAMILIES, Selection
 from assets.per_day import days_tag
+from assets.promotion import WAITING
 from jobs import rollback_run_config
 from jobs.demo_story import Story, gate_line, rollback_target
 from lifecycle.interactions import RECOMMENDATION_COLUMNS
@@ -107,6 +108,15 @@ def _run(
             failed_gates.setdefault(evaluation.asset_key, []).append(evaluation.check_name)
             details.append(gate_line(evaluation))
     status = _status(result.success, [c for _, c in causes])
+    # A promotion waiting for its out-of-time window is a clean skip; say what it waits for.
+    waiting = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if WAITING in entry.user_message
+    ]
+    causes += [("promotion", line) for line in waiting]
+    if waiting and status == "ok":
+        status = "waiting"
     outcome = RunOutcome(status, causes, failed_gates, details)
     elapsed = time.perf_counter() - started
     print(f"  {what:<66} {outcome.status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
@@ -117,6 +127,8 @@ def _run(
         )
     elif outcome.status == "refused":
         print("    (refused: the champion stays as it was, for these reasons)")
+    elif outcome.status == "waiting":
+        print("    (nothing to do yet: the champion stays as it was until the window is in)")
     for step, cause in causes:
         print(f"    {step}: {cause}")
     return outcome
@@ -176,10 +188,16 @@ def _family_of(key: dg.AssetKey) -> str | None:
 
 def _family_of_step(step: str, keys: Selection) -> str | None:
     """The family whose asset (or gate op) a failed step computes."""
-    for family in keys.families:
-        table = FAMILY_TABLE[family]
-        own = {key.to_python_identifier() for key in Selection((table,)).all}
-        if step in own or step == f"raw_{table}" or step.startswith(f"{family}_"):
+    for family in keys.families:  # the family's own assets and gates first
+        f = FAMILIES[family]
+        own = {key.to_python_identifier() for key in (*f.monthly, *f.daily, f.champion)}
+        if step in own or step.startswith(f"{family}_"):
+            return family
+    for family in keys.families:  # then what feeds it (shared by families of one table)
+        table = FAMILIES[family].table
+        if step in {k.to_python_identifier() for k in Selection((table,)).all} or step == (
+            f"raw_{table}"
+        ):
             return family
     return None
 
@@ -193,7 +211,7 @@ def demo(settings: Settings, months: int) -> int:
     if settings.partitions.end_date is None:
         print("demo needs partitions.end_date in the settings file")
         return 2
-    keys = Selection(settings.source.tables)
+    keys = Selection.of(settings)
     defs, instance = build_defs(settings), _instance()
     first = pd.Timestamp(settings.partitions.start_date)
     end = pd.Timestamp(settings.partitions.end_date)
@@ -221,7 +239,6 @@ def demo(settings: Settings, months: int) -> int:
                 {"keys": keys.labels, "days": (days[0], matured.strftime(fmt))},
             )
         )
-    outputs = {"churn": "scores, shadow scores", "recommender": "recommendations"}
     for month in train_months:
         key = month.strftime(fmt)
         steps.append(
@@ -230,7 +247,7 @@ def demo(settings: Settings, months: int) -> int:
         if month == train_months[-1]:
             # The newest challenger shadows the champion before its own promotion.
             score_days = (scored[0].strftime(fmt), days[1])
-            made = ", ".join(outputs[f] for f in keys.families)
+            made = f"scores, shadow scores ({', '.join(keys.families)})"
             steps.append(
                 (
                     "daily_refresh",
@@ -261,8 +278,11 @@ def demo(settings: Settings, months: int) -> int:
         outcome = _run(defs, instance, job, what, **kwargs)
         ok = outcome.ok and ok
         story.blocked += outcome.gate_details
+        story.waiting += [cause for step, cause in outcome.causes if WAITING in cause]
         if outcome.status == "refused":
-            story.refused += [f"{step}: {cause}" for step, cause in outcome.causes]
+            story.refused += [
+                f"{step}: {cause}" for step, cause in outcome.causes if WAITING not in cause
+            ]
         for key, gates in outcome.failed_gates.items():
             family = _family_of(key)
             if family in why:
@@ -283,10 +303,10 @@ def demo(settings: Settings, months: int) -> int:
     for family in missing:
         reasons = "; ".join(why[family][-3:]) or "no challenger was trained (see the runs above)"
         print(f"\nNo {family} champion: {reasons}")
-    tables = {"churn": "predictions.churn_scores", "recommender": "predictions.recommendations"}
     print()
-    for family in keys.families:
-        print(f"{family + ':':<13} {settings.warehouse.database} → table {tables[family]}")
+    for f in keys.family_keys:
+        table = ".".join(f.predictions.path)
+        print(f"{f.name + ':':<13} {settings.warehouse.database} → table {table}")
     print("Open the UI with:  bash scripts/dev.sh   (dagster dev on dagster_home/)")
     return 0 if ok and not missing else 1
 
@@ -343,7 +363,7 @@ def rollback(
 def recommend(settings: Settings, user_id: str, k: int) -> int:
     """Answer one user from the champion (fallback, flagged, for a user it has never seen).
     The id is passed through as given: "00042" is not user 42."""
-    if "recommender" not in Selection(settings.source.tables).families:
+    if "recommender" not in Selection.of(settings).families:
         print(f"no recommender for this source: it provides {', '.join(settings.source.tables)}")
         return 2
     registry = _registry(settings)
@@ -372,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"lifecycle: {exc}", file=sys.stderr)
         return 2
-    families = list(Selection(settings.source.tables).families)
+    families = list(Selection.of(settings).families)
     parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__)
     parser.add_argument(
         "--settings", help="settings file (default: $LIFECYCLE_SETTINGS or the demo)"

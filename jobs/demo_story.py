@@ -38,11 +38,13 @@ class Story:
     blocked: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     rollbacks: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
 
     def lines(self, registry: ModelRegistry, families: list[str]) -> list[str]:
         out = ["What happened:"]
         out += [f"  blocked  {line}" for line in self.blocked] or ["  no gate blocked"]
         out += [f"  refused  {line}" for line in self.refused]
+        out += [f"  waiting  {line}" for line in self.waiting]
         for event in registry.events():
             if event.event == "rollback":
                 out.append(

@@ -125,14 +125,17 @@ def build_churn_training_set(
     excluded_days: set[pd.Timestamp],
     month_start: pd.Timestamp,
     snapshots: pd.DatetimeIndex | None = None,
+    target: str = "churned",
 ) -> pd.DataFrame:
     """One row per (snapshot day, customer) with features, label, split and the verified flag.
 
     ``verified`` is False for customers with quarantined rows and days whose data checks failed;
-    training uses verified rows only, the full set is kept for comparison.
+    training uses verified rows only, the full set is kept for comparison. ``target`` names the
+    label column of ``labels`` (``churned``; another family's, e.g. ``future_spend``), so every
+    family's set shares these windows, splits and checks.
     """
     rows = features.merge(
-        labels[["as_of_date", "customer_id", "churned"]], on=["as_of_date", "customer_id"]
+        labels[["as_of_date", "customer_id", target]], on=["as_of_date", "customer_id"]
     )
     if snapshots is not None:
         rows = rows[rows["as_of_date"].isin(snapshots)]
@@ -158,7 +161,7 @@ def build_churn_training_set(
         "as_of_date",
         "customer_id",
         *feature_names,
-        "churned",
+        target,
         "split",
         "verified",
     ]

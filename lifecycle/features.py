@@ -366,3 +366,45 @@ def churn_labels(
         }
     )
     return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
+
+
+def future_spend(
+    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int
+) -> pd.DataFrame:
+    """``future_spend`` = what a customer in ``population`` (as_of_date, customer_id) spends in
+    (D, D + H], the value family's label; the same window as :func:`churn_labels`, so every
+    churned row has no spend. ``activity`` must cover (min D, max D + H]; rows outside
+    are ignored, and several rows of one customer-day add up (the grid would keep only one).
+    """
+    if population.empty:
+        return pd.DataFrame(
+            {
+                "as_of_date": pd.Series(dtype="datetime64[ns]"),
+                "customer_id": pd.Series(dtype=object),
+                "future_spend": pd.Series(dtype="float64"),
+            }
+        )
+    days = pd.DatetimeIndex(population["as_of_date"].unique()).sort_values()
+    first_day = days.min()
+    n_days = (days.max() - first_day).days + horizon_days + 1
+    customers = _sorted_ids(population["customer_id"])
+    daily = activity.groupby(["activity_date", "customer_id"], sort=False, as_index=False).agg(
+        txn_count=("txn_count", "sum"), spend=("spend", "sum")
+    )
+    day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
+    col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
+    spend = np.zeros(len(population), dtype=np.float64)
+    for lo, grid in _grids(daily, customers, first_day, n_days):
+        cum = _cumsum0(grid.spend)
+        mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
+        row, col = day_of[mine], col_of[mine] - lo
+        spend[mine] = cum[row + horizon_days + 1, col] - cum[row + 1, col]
+    out = pd.DataFrame(
+        {
+            "as_of_date": pd.to_datetime(population["as_of_date"]).to_numpy(),
+            "customer_id": population["customer_id"].astype(object).to_numpy(),
+            # Rounded like the spend features: money, not cumulative-sum noise (and never -0.0).
+            "future_spend": np.maximum(np.round(spend, 6), 0.0),
+        }
+    )
+    return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lifecycle.value_model import ValueSettings
+
 SETTINGS_ENV_VAR = "LIFECYCLE_SETTINGS"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SETTINGS = PROJECT_ROOT / "settings" / "demo.yaml"
@@ -239,6 +241,8 @@ class ChurnCheckSettings(_Strict):
     n_boot: Annotated[int, Field(gt=0)] = 300
     max_feature_psi: float = 0.25
     max_score_psi: float = 0.25
+    # The out-of-time gate judges a two-week early outcome: noisier than the holdout, hence wider.
+    out_of_time_tolerance: Annotated[float, Field(ge=0)] = 0.02
 
 
 class ChurnSettings(_Strict):
@@ -277,6 +281,11 @@ class RecommenderCheckSettings(_Strict):
     min_lift_over_popularity: float = 1.2
     tolerance: float = 0.005
     min_coverage: float = 0.05
+    out_of_time_tolerance: Annotated[float, Field(ge=0)] = 0.01
+    n_boot: Annotated[int, Field(gt=0)] = 300
+    max_fallback_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="Daily check: at most this share of users get the popularity fallback"
+    )
 
 
 # Measured on both benchmark data sets (benchmarks/README.md): a small model wins the search on
@@ -323,6 +332,15 @@ class ScheduleSettings(_Strict):
     monthly_time: str = "10:00"
     train_day: Annotated[int, Field(ge=1, le=28)] = 1
     promote_day: Annotated[int, Field(ge=1, le=28)] = 15
+    out_of_time_gate: bool = Field(
+        True,
+        description="Promotion also judges challenger and champion on what happened after "
+        "training: the days from the 1st to the day before promote_day (14 by default)",
+    )
+
+    def out_of_time_days(self) -> int:
+        """Days of the out-of-time window (0: no gate)."""
+        return self.promote_day - 1 if self.out_of_time_gate else 0
 
     @field_validator("daily_time", "monthly_time")
     @classmethod
@@ -363,6 +381,11 @@ class PublishSettings(_Strict):
 
 class Settings(_Strict):
     timezone: str = "UTC"
+    families: tuple[Literal["churn", "recommender", "value"], ...] = Field(
+        ("churn", "recommender"),
+        description="Model families to run, each where the source provides its table: churn and "
+        "value (customer spend) need transactions, the recommender interactions",
+    )
     partitions: PartitionSettings
     warehouse: WarehouseSettings = WarehouseSettings()
     source: SourceSettings = SourceSettings()
@@ -371,6 +394,7 @@ class Settings(_Strict):
     labels: LabelSettings = LabelSettings()
     churn: ChurnSettings = ChurnSettings()
     recommender: RecommenderSettings = RecommenderSettings()
+    value: ValueSettings = ValueSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     alerts: AlertSettings = AlertSettings()
     publish: PublishSettings = PublishSettings()

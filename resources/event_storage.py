@@ -14,9 +14,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import DagsterEventType
+from dagster import DagsterEventType, EventLogEntry
+
+# Why internals: Dagster has no public hook into how its storage writes events. An instance
+# names its storage by module and class in dagster.yaml, so the one way to change the write
+# path is to subclass the SQLite storage; each private name below is used only by the two
+# classes of this module, which are the wrappers:
+#   SqliteEventLogStorage, DagsterSqliteStorage  the parents, overridden method by method;
+#   SqlEventLogStorageTable                      the table the parent writes rows into;
+#   _event_logs_directory                        the parent's own event-log path, so the files
+#                                                are where `storage: sqlite` keeps them;
+#   UserConfigSchema, ConfigurableClassData      the config-class protocol's types (the same
+#                                                config as `storage: sqlite`).
 from dagster._config.config_schema import UserConfigSchema
-from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory

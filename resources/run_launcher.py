@@ -18,6 +18,9 @@ import os
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+
+# Internal on purpose: run monitoring calls `check_run_worker_health` and reads these two types
+# back; Dagster exports no public name for them (its own launchers import them the same way).
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 # Clock ticks and boot time are whole numbers: allow this much between the worker's start

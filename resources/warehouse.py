@@ -25,6 +25,9 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+
+# Internal on purpose: dagster-duckdb builds its IO manager on these base classes and exports
+# none of them; extending the integration (atomic range replace, dataset versions) needs them.
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler

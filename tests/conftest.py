@@ -28,6 +28,12 @@ from lifecycle.settings import DEMO_SETTINGS, Settings, parse_settings
 # A shop small enough for a test, long enough for two monthly challengers:
 # 120 days, 30-day look-back warm-up, 14-day label horizon, 2-month training windows.
 SMALL = {
+    # The two families these tests were written for; the three-family graph and the value
+    # family have their own tests (test_family_shape, test_value_family).
+    "families": ["churn", "recommender"],
+    # Worlds here promote without the days after the month; the out-of-time gate has its own
+    # tests (test_value_family) in a world that holds them.
+    "schedules": {"out_of_time_gate": False},
     "partitions": {"start_date": "2026-01-01", "end_date": "2026-05-01"},
     "source": {"kind": "synthetic", "synthetic": {"seed": 11, "n_customers": 1500, "n_items": 200}},
     "features": {"windows": [7, 30]},

@@ -80,7 +80,8 @@ def test_every_job_schedule_and_sensor_resolves_within_the_graph(half) -> None:
     for schedule in defs.schedules or []:
         assert defs.resolve_schedule_def(schedule.name).job_name in jobs
     sensors = {sensor.name for sensor in defs.sensors or []}
-    drift = {"churn_drift_retrain"} if family == "churn" else set()
+    # Every family has a daily prediction check and its drift sensor (issue 15).
+    drift = {f"{family}_drift_retrain"}
     assert sensors == {"files_drop_sensor", "run_failure_alert", "failed_check_alert", *drift}
     for name in sensors:
         sensor = defs.resolve_sensor_def(name)
@@ -164,6 +165,8 @@ def test_with_both_tables_the_graph_is_unchanged(tmp_path: Path) -> None:
         "models/recommender_challenger",
         "models/recommender_champion",
         "predictions/recommendations",
+        # Every family has the same shape (issue 15): the recommender gained its shadow.
+        "predictions/recommendations_shadow",
     }
     assert (BOTH.ingest, BOTH.predictions, BOTH.daily, BOTH.monthly, BOTH.champions) == (
         INGEST,
@@ -188,6 +191,8 @@ def test_with_both_tables_the_graph_is_unchanged(tmp_path: Path) -> None:
         "run_failure_alert",
         "failed_check_alert",
         "churn_drift_retrain",
+        # Every family has a daily prediction check and its drift sensor (issue 15).
+        "recommender_drift_retrain",
     }
     assert {s.name for s in defs.schedules or []} == {
         "daily_refresh_schedule",

@@ -57,9 +57,12 @@ def test_ranged_raw_run_records_each_days_figures_and_check(
     assert [clean[d]["quarantined_rows"] for d in DAYS] == [0, 4, 0]
     assert [clean[d]["customers"] for d in DAYS] == [6, 6, 8]
     assert clean["2026-03-03"]["quarantine_share"] == pytest.approx(0.4)
-    for day in DAYS:  # each preview shows rows of its own day only
-        assert day in clean[day]["preview"]
-        assert not {d for d in DAYS if d != day} & {w[:10] for w in clean[day]["preview"].split()}
+    for day in DAYS:  # each preview (Dagster's table) shows rows of its own day only
+        preview = clean[day]["preview"]
+        assert isinstance(preview, dg.TableMetadataValue)
+        shown = {str(v)[:10] for record in preview.records for v in record.data.values()}
+        assert day in shown
+        assert not {d for d in DAYS if d != day} & shown
         assert clean[day]["range_rows"] == 20 and clean[day]["range"] == "2026-03-02…2026-03-04"
     quarantine = latest_by_day(instance, QUARANTINE)
     assert [quarantine[d]["rows"] for d in DAYS] == [0, 4, 0]

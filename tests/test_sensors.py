@@ -207,6 +207,9 @@ def test_a_ratings_drop_alone_ingests_interactions_and_nothing_of_churn(
         "files_drop_sensor",
         "run_failure_alert",
         "failed_check_alert",
+        # Every family has a daily prediction check and its drift sensor (issue 15); churn's
+        # is absent here.
+        "recommender_drift_retrain",
     }
     (request,) = tick(defs, "files_drop_sensor", instance, None).run_requests or []
     assert request.partition_key == "2026-01-02"
