@@ -329,61 +329,12 @@ def _empty_features(windows: Sequence[int]) -> pd.DataFrame:
     )
 
 
-def churn_labels(
-    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int
-) -> pd.DataFrame:
-    """``churned`` = 1 when a customer in ``population`` (as_of_date, customer_id) makes no purchase
-    in (D, D + H]. ``activity`` must cover (min D, max D + H]; rows outside are ignored.
-    """
-    if population.empty:
-        return pd.DataFrame(
-            {
-                "as_of_date": pd.Series(dtype="datetime64[ns]"),
-                "customer_id": pd.Series(dtype=object),
-                "purchases_in_horizon": pd.Series(dtype="int64"),
-                "churned": pd.Series(dtype="int64"),
-            }
-        )
-    days = pd.DatetimeIndex(population["as_of_date"].unique()).sort_values()
-    first_day = days.min()
-    n_days = (days.max() - first_day).days + horizon_days + 1
-    customers = _sorted_ids(population["customer_id"])
-    # One future-purchase count per (day offset, customer) from the cumulative grid.
-    day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
-    col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
-    purchases = np.zeros(len(population), dtype=np.int64)
-    for lo, grid in _grids(activity, customers, first_day, n_days):
-        cum = _cumsum0(grid.count)
-        mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
-        row, col = day_of[mine], col_of[mine] - lo
-        purchases[mine] = (cum[row + horizon_days + 1, col] - cum[row + 1, col]).astype(np.int64)
-    out = pd.DataFrame(
-        {
-            "as_of_date": pd.to_datetime(population["as_of_date"]).to_numpy(),
-            "customer_id": population["customer_id"].astype(object).to_numpy(),
-            "purchases_in_horizon": purchases,
-            "churned": (purchases == 0).astype("int64"),
-        }
-    )
-    return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
-
-
-def future_spend(
-    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int
-) -> pd.DataFrame:
-    """``future_spend`` = what a customer in ``population`` (as_of_date, customer_id) spends in
-    (D, D + H], the value family's label; the same window as :func:`churn_labels`, so every
-    churned row has no spend. ``activity`` must cover (min D, max D + H]; rows outside
-    are ignored, and several rows of one customer-day add up (the grid would keep only one).
-    """
-    if population.empty:
-        return pd.DataFrame(
-            {
-                "as_of_date": pd.Series(dtype="datetime64[ns]"),
-                "customer_id": pd.Series(dtype=object),
-                "future_spend": pd.Series(dtype="float64"),
-            }
-        )
+def _horizon_sums(
+    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int, field: str
+) -> np.ndarray:
+    """Per population row (as_of_date D, customer_id), the sum of the activity grid's ``field``
+    (``count`` or ``spend``) over (D, D + H]: one cumulative grid, no loop over days or
+    customers. Several rows of one customer-day add up first (the grid keeps one per cell)."""
     days = pd.DatetimeIndex(population["as_of_date"].unique()).sort_values()
     first_day = days.min()
     n_days = (days.max() - first_day).days + horizon_days + 1
@@ -393,18 +344,52 @@ def future_spend(
     )
     day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
     col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
-    spend = np.zeros(len(population), dtype=np.float64)
+    sums = np.zeros(len(population), dtype=np.float64)
     for lo, grid in _grids(daily, customers, first_day, n_days):
-        cum = _cumsum0(grid.spend)
+        cum = _cumsum0(getattr(grid, field))
         mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
         row, col = day_of[mine], col_of[mine] - lo
-        spend[mine] = cum[row + horizon_days + 1, col] - cum[row + 1, col]
+        sums[mine] = cum[row + horizon_days + 1, col] - cum[row + 1, col]
+    return sums
+
+
+def _per_row(population: pd.DataFrame, columns: dict[str, pd.Series | np.ndarray]) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "as_of_date": pd.to_datetime(population["as_of_date"]).to_numpy(),
             "customer_id": population["customer_id"].astype(object).to_numpy(),
-            # Rounded like the spend features: money, not cumulative-sum noise (and never -0.0).
-            "future_spend": np.maximum(np.round(spend, 6), 0.0),
+            **columns,
         }
     )
     return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
+
+
+def churn_labels(
+    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int
+) -> pd.DataFrame:
+    """``churned`` = 1 when a customer in ``population`` (as_of_date, customer_id) makes no purchase
+    in (D, D + H]. ``activity`` must cover (min D, max D + H]; rows outside are ignored.
+    """
+    if population.empty:
+        empty = {"purchases_in_horizon": np.array([], "int64"), "churned": np.array([], "int64")}
+        return _per_row(population, empty)  # type: ignore[arg-type]
+    purchases = np.rint(_horizon_sums(population, activity, horizon_days, "count")).astype(np.int64)
+    return _per_row(
+        population,
+        {"purchases_in_horizon": purchases, "churned": (purchases == 0).astype("int64")},
+    )
+
+
+def future_spend(
+    population: pd.DataFrame, activity: pd.DataFrame, horizon_days: int
+) -> pd.DataFrame:
+    """``future_spend`` = what a customer in ``population`` (as_of_date, customer_id) spends in
+    (D, D + H], the value family's label; the same window as :func:`churn_labels`, so every
+    churned row has no spend. ``activity`` must cover (min D, max D + H]; rows outside
+    are ignored.
+    """
+    if population.empty:
+        return _per_row(population, {"future_spend": np.array([], "float64")})
+    spend = _horizon_sums(population, activity, horizon_days, "spend")
+    # Rounded like the spend features: money, not cumulative-sum noise (and never -0.0).
+    return _per_row(population, {"future_spend": np.maximum(np.round(spend, 6), 0.0)})
