@@ -145,6 +145,7 @@ def demo(settings: Settings, months: int) -> int:
         ok = outcome.ok and ok
         story.blocked += outcome.gate_details
         story.waiting += [cause for step, cause in outcome.causes if WAITING in cause]
+        story.judged_after += outcome.judged_after
         if outcome.status == "refused":
             story.refused += [
                 f"{step}: {cause}" for step, cause in outcome.causes if WAITING not in cause

@@ -39,12 +39,14 @@ class Story:
     refused: list[str] = field(default_factory=list)
     rollbacks: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    judged_after: list[str] = field(default_factory=list)
 
     def lines(self, registry: ModelRegistry, families: list[str]) -> list[str]:
         out = ["What happened:"]
         out += [f"  blocked  {line}" for line in self.blocked] or ["  no gate blocked"]
         out += [f"  refused  {line}" for line in self.refused]
-        out += [f"  waiting  {line}" for line in self.waiting]
+        out += [f"  judged   {line}" for line in self.judged_after]
+        out += [f"  waiting  {line.removeprefix('waiting ')}" for line in self.waiting]
         for event in registry.events():
             if event.event == "rollback":
                 out.append(

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 
 from assets.per_day import days_tag
-from assets.promotion import WAITING
+from assets.promotion import OUT_OF_TIME, WAITING
 from jobs.demo_story import gate_line
 
 
@@ -24,6 +24,8 @@ class RunOutcome:
     failed_gates: dict[dg.AssetKey, list[str]] = field(default_factory=dict)
     # One line per failed blocking check: asset, version judged, check and its numbers.
     gate_details: list[str] = field(default_factory=list)
+    # One line per out-of-time check that passed (a failed one is a blocked gate above).
+    judged_after: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +83,12 @@ def _run(
     causes += [("promotion", line) for line in waiting]
     if waiting and status == "ok":
         status = "waiting"
-    outcome = RunOutcome(status, causes, failed_gates, details)
+    after = [
+        gate_line(e)
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == OUT_OF_TIME and e.passed
+    ]
+    outcome = RunOutcome(status, causes, failed_gates, details, after)
     elapsed = time.perf_counter() - started
     print(f"  {what:<66} {outcome.status:>8}  {elapsed:6.1f} s  run {result.run_id[:8]}")
     # The hint names a failed check only when one did; a refusal's own reasons follow it.
