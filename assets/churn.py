@@ -14,7 +14,7 @@ from assets.common import day_keys
 from assets.family import Registration, Words, build_family_assets
 from assets.keys import FAMILIES, LABELS
 from assets.snapshots import CustomerSnapshots, snapshot_lineage
-from lifecycle import gates
+from lifecycle import gates, snapshots
 from lifecycle.churn_model import (
     SearchSpace,
     feature_importance,
@@ -49,7 +49,7 @@ from lifecycle.plots import (
     roc_plot,
 )
 from lifecycle.settings import Settings
-from lifecycle.snapshots import split_rows, stored_rows, verified_rows, verified_splits
+from lifecycle.snapshots import split_rows, verified_rows, verified_splits
 
 MODEL = "churn"
 KEYS = FAMILIES[MODEL]
@@ -66,6 +66,7 @@ GATES = {
 ARTIFACT = "model.ubj"
 JUDGED = "judged.ubj"
 CODE_VERSION = "churn-xgb-1"
+TABLE = "datasets.churn_training_set"
 KINDS = {"xgboost", "duckdb"}
 DRIFT = DailyCheck(
     "score_drift",
@@ -74,10 +75,15 @@ DRIFT = DailyCheck(
 )
 
 
+def stored_rows(warehouse: Reader, dataset_version: str, split: str) -> pd.DataFrame:
+    """Verified rows of one split of a churn model's own training set, by dataset version."""
+    return snapshots.stored_rows(warehouse, dataset_version, split, TABLE)
+
+
 class ChurnFamily(CustomerSnapshots):
     """Churn's hooks of the family contract (lifecycle.family.ModelFamily)."""
 
-    name, code_version, table = MODEL, CODE_VERSION, "datasets.churn_training_set"
+    name, code_version, table = MODEL, CODE_VERSION, TABLE
     gates: Mapping[str, str] = GATES
     daily_check: DailyCheck | None = DRIFT
     files = {"served": ARTIFACT, "judged": JUDGED}

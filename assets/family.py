@@ -126,8 +126,8 @@ def after_training(family: ModelFamily, days: int) -> AfterTraining | None:
             if missing:
                 return (
                     f"{WAITING} {span} of {target.version}: {key} has no partitions "
-                    f"{missing[0]} … {missing[-1]} ({len(missing)}) yet; the promotion runs "
-                    "once they are in (the promotion schedule's day)"
+                    f"{missing[0]} … {missing[-1]} ({len(missing)}) yet; promotion_retry_schedule "
+                    "runs it again each day until they are in"
                 )
         load = loader(family, reg)
         old = load(current, "served") if current is not None else None
@@ -156,7 +156,8 @@ def build_family_assets(r: Registration, partitions: Partitions, settings: Setti
         require(
             context, ready(keys.dataset.to_user_string(), family.dataset_needs, month), "window"
         )
-        built = family.build_dataset(month, inputs, context.resources.warehouse)
+        step = keys.dataset.to_user_string()
+        built = ready(step, family.build_dataset, month, inputs, context.resources.warehouse)
         # The IO manager commits the rows, the retained version and the manifest together.
         frame = built.frame.assign(dataset_version=built.manifest.version)
         return dg.Output(
@@ -215,6 +216,12 @@ def build_family_assets(r: Registration, partitions: Partitions, settings: Setti
         verdicts = family.judge(
             dataset, judged, champion, loader(family, reg), context.resources.warehouse
         )
+        named = [v.outcome.name for v in verdicts]
+        if sorted(named) != sorted(family.gates):
+            raise dg.Failure(
+                description=f"{name}.judge returned verdicts {named}, but the family declares "
+                f"the gates {list(family.gates)}: one verdict per declared gate"
+            )
         for verdict in verdicts:
             yield check_result(verdict.outcome, keys.challenger, judged, champion, verdict.plots)
 
@@ -254,7 +261,13 @@ def build_predictions(
     @dg.asset(
         key=key,
         ins=dict(r.prediction_ins),
-        deps=[*r.prediction_deps, r.keys.champion if alias == "champion" else r.keys.challenger],
+        # The shadow scores with whichever monthly challenger is current: the newest partition.
+        deps=[
+            *r.prediction_deps,
+            r.keys.champion
+            if alias == "champion"
+            else dg.AssetDep(r.keys.challenger, partition_mapping=dg.LastPartitionMapping()),
+        ],
         **daily_table(partitions, "as_of_date"),
         output_required=False,
         check_specs=specs,
@@ -285,7 +298,8 @@ def build_predictions(
         require(context, family.prediction_needs(start, end), f"{key.to_user_string()} window")
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
         warehouse = context.resources.warehouse
-        made = family.predict(family.load(reg.verify(mv), "served"), mv, days, inputs, warehouse)
+        model = family.load(reg.verify(mv), "served")
+        made = ready(key.to_user_string(), family.predict, model, mv, days, inputs, warehouse)
         # Dagster stores an output before it resumes the generator: once past this yield the
         # warehouse partition is committed, and a failed write never reaches the publish.
         yield dg.Output(

@@ -229,7 +229,9 @@ def build_champion_asset(
             )
         reg.verify(target)
         checks = []
-        if out_of_time is not None and not (rollback or decision.is_noop):
+        # Judged against the champion it replaces: a rollback, a no-op or the first model (no
+        # champion to compare with) has nothing to judge after training.
+        if out_of_time is not None and current is not None and not (rollback or decision.is_noop):
             judged = out_of_time(context, reg, warehouse, target, current)
             if isinstance(judged, str):
                 # Nothing to do yet (the days after training are not in): a clean skip that
@@ -247,7 +249,7 @@ def build_champion_asset(
                 )
             checks.append(verdict)
         elif out_of_time is not None:
-            yield _unexecuted(context, key)  # a rollback or no-op is not judged again
+            yield _unexecuted(context, key)
         event = "rollback" if rollback else "promote"
         recorded = decision.audit_reason or config.reason or event
         if not decision.is_noop:

@@ -144,7 +144,8 @@ class ValueFamily(CustomerSnapshots):
         new = vm.predict_value(challenger, population, self.features)
         old = vm.predict_value(champion, population, self.features) if champion else None
         c = self.cfg.checks
-        outcome = value_out_of_time(observed, new, old, self.horizon, window, c.tolerance, c.n_boot)
+        tolerance = c.out_of_time_tolerance
+        outcome = value_out_of_time(observed, new, old, self.horizon, window, tolerance, c.n_boot)
         return Verdict(outcome)
 
 

@@ -19,7 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from assets.common import Partitions, partition_exists
 from assets.keys import FAMILIES, Selection
-from assets.promotion import rollback_job_name
+from assets.promotion import WAITING, rollback_job_name
 from lifecycle.settings import Settings
 
 # Only a type annotation, named once: `dg.define_asset_job` returns this class and `dagster`
@@ -169,4 +169,32 @@ def build_schedules(settings: Settings, partitions: Partitions, jobs: Jobs) -> l
         stamp = context.scheduled_execution_time.date().isoformat()
         return dg.RunRequest(run_key=f"promote-{stamp}")
 
-    return [daily, monthly, promotion]
+    if not settings.schedules.out_of_time_days():
+        return [daily, monthly, promotion]
+
+    @dg.schedule(
+        job=jobs.promotion,
+        cron_schedule=_cron(times.monthly_time),
+        execution_timezone=tz,
+        name="promotion_retry_schedule",
+        description="Every day: if the last promotion waited for its out-of-time window (a day "
+        "of it was not in yet), run it again; otherwise skip and say so.",
+    )
+    def retry(context: dg.ScheduleEvaluationContext):
+        waiting = waiting_promotion(context.instance, jobs.promotion.name)
+        if waiting is None:
+            return dg.SkipReason("no promotion is waiting for its out-of-time window")
+        context.log.info(f"re-running the promotion that was {waiting}")
+        stamp = context.scheduled_execution_time.date().isoformat()
+        return dg.RunRequest(run_key=f"promote-retry-{stamp}")
+
+    return [daily, monthly, promotion, retry]
+
+
+def waiting_promotion(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    """What the newest finished promotion run waited for (its log line), else None."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=1)
+    if not runs or not runs[0].is_finished:
+        return None
+    said = [e.user_message for e in instance.all_logs(runs[0].run_id) if WAITING in e.user_message]
+    return said[0][:200] if said else None

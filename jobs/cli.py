@@ -192,7 +192,15 @@ def versions(settings: Settings) -> int:
         return 0
     metric_cols = [
         c
-        for c in ("metric_roc_auc", "metric_pr_auc", "metric_precision", "metric_ndcg")
+        # churn; recommender; value (MAE and its ratio to the trailing-spend baseline)
+        for c in (
+            "metric_roc_auc",
+            "metric_pr_auc",
+            "metric_precision",
+            "metric_ndcg",
+            "metric_mae",
+            "metric_mae_ratio_to_naive",
+        )
         if c in summary
     ]
     columns = ["model_name", "version", "partition_key", "dataset_version", "aliases", *metric_cols]

@@ -6,9 +6,7 @@ import pandas as pd
 from lifecycle.family import Reader
 
 
-def stored_rows(
-    warehouse: Reader, dataset_version: str, split: str, table: str = "datasets.churn_training_set"
-) -> pd.DataFrame:
+def stored_rows(warehouse: Reader, dataset_version: str, split: str, table: str) -> pd.DataFrame:
     """Verified rows of one split of a model's own training set, by its dataset_version: the
     month may have been rebuilt since, and the champion's evidence must not change with it."""
     return warehouse.version_rows(

@@ -32,11 +32,10 @@ from lifecycle.churn_model import quantile_matrix
 from lifecycle.gates import CheckOutcome
 from lifecycle.metrics import DiffInterval
 from lifecycle.numbers import sig, signed
+from lifecycle.out_of_time import paired_mean_diff_ci
 
 TARGET = "future_spend"
 OBJECTIVE = "reg:absoluteerror"
-# Upper bound on the (resamples x rows) block of row indices held by the bootstrap.
-_BOOT_BLOCK_CELLS = 2_000_000
 
 
 class _Strict(BaseModel):
@@ -64,6 +63,9 @@ class ValueCheckSettings(_Strict):
     # The CI upper end of MAE(new) - MAE(old) may reach this share of MAE(old).
     tolerance: Annotated[float, Field(ge=0)] = 0.02
     n_boot: Annotated[int, Field(gt=0)] = 300
+    out_of_time_tolerance: Annotated[float, Field(ge=0)] = Field(
+        0.05, description="As tolerance, for two weeks of observed spend (noisier than the holdout)"
+    )
     max_feature_psi: Annotated[float, Field(gt=0)] = 0.25
     max_prediction_psi: Annotated[float, Field(gt=0)] = 0.25
 
@@ -194,18 +196,8 @@ def paired_bootstrap_mae_diff(
 ) -> DiffInterval:
     """MAE(new) - MAE(old) over row resamples, both models on the same drawn rows: a resample's
     difference is the mean of the per-row differences |y-new| - |y-old| it drew."""
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     y, new, old = _vectors(y, new, old)
-    d = np.abs(y - new) - np.abs(y - old)
-    rng = np.random.default_rng(seed)
-    n, block = d.size, max(1, min(n_boot, _BOOT_BLOCK_CELLS // d.size))
-    parts = [
-        d[rng.integers(0, n, size=(min(block, n_boot - lo), n))].mean(axis=1)
-        for lo in range(0, n_boot, block)
-    ]
-    lower, upper = np.quantile(np.concatenate(parts), [alpha / 2, 1 - alpha / 2])
-    return DiffInterval(float(d.mean()), float(lower), float(upper), n_boot, alpha)
+    return paired_mean_diff_ci(np.abs(y - new), np.abs(y - old), n_boot, alpha, seed)
 
 
 def beats_naive(

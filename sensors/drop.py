@@ -16,16 +16,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assets.common import Partitions
-from assets.keys import (
-    ACTIVITY,
-    CHURN_SCORES,
-    CHURN_SHADOW,
-    FEATURES,
-    LABELS,
-    RECOMMENDATIONS,
-    Selection,
-    raw_keys,
-)
+from assets.keys import ACTIVITY, FEATURES, LABELS, Selection, raw_keys
 from assets.per_day import days_tag
 from jobs import Jobs
 from lifecycle.alerts import Alert
@@ -75,9 +66,12 @@ def late_dependents(settings: Settings, keys: Selection) -> list[Dependent]:
     horizon = settings.labels.horizon_days
     wanted = [
         Dependent(FEATURES.to_user_string(), "transactions", history, on_changed=True),
-        Dependent(CHURN_SCORES.to_user_string(), "transactions", history),
-        Dependent(CHURN_SHADOW.to_user_string(), "transactions", history),
-        Dependent(RECOMMENDATIONS.to_user_string(), "interactions", history),
+        # Every family's prediction tables (and shadows) read their table's history up to D.
+        *(
+            Dependent(key.to_user_string(), family.table, history)
+            for family in keys.family_keys
+            for key in family.daily
+        ),
         # Population of day D (features D) and purchases in D+1 … D+horizon.
         Dependent(LABELS.to_user_string(), "transactions", Reach(None, horizon), stage=1),
     ]

@@ -2,6 +2,7 @@
 of the 15th: waiting (a clean skip) while the days after training are missing, judged once
 they are in."""
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,13 @@ class ValueWorld(World):
         return evaluation
 
 
+def retry(world: ValueWorld) -> dg.SkipReason | dg.RunRequest:
+    """One tick of the promotion retry schedule, the day after the promotion day."""
+    when = dt.datetime(2026, 4, 16, 10, tzinfo=dt.UTC)
+    context = dg.build_schedule_context(instance=world.instance, scheduled_execution_time=when)
+    return world.defs.resolve_schedule_def("promotion_retry_schedule")(context)  # type: ignore[return-value]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValueWorld]:
     # Ingested through April 5th: March's window is complete, April's is not yet.
@@ -65,12 +73,11 @@ def test_first_value_model_beats_trailing_spend_and_is_promoted(world: ValueWorl
     assert version is not None
     assert version.metrics["mae"] < version.metrics["naive_mae"]
     assert set(version.files_sha256) == {"value.ubj", "judged.ubj"}
+    # The first model has no champion to be judged against after training: promoted at once,
+    # its out-of-time check not executed (and no wait for March's days).
     promoted = world.run([KEYS.champion])
-    check = world.out_of_time(promoted)
-    assert check.passed and world.champion() == version.version
-    meta = {k: getattr(v, "value", v) for k, v in check.metadata.items()}
-    assert (meta["first_day"], meta["last_day"], meta["days"]) == ("2026-03-01", "2026-03-14", 14)
-    assert meta["units"] > 100  # customers scored as of Feb 28th, judged on their March spend
+    assert world.champion() == version.version
+    assert not [e for e in promoted.get_asset_check_evaluations() if e.check_name == OUT_OF_TIME]
 
 
 def test_promotion_waits_for_the_days_after_training(world: ValueWorld) -> None:
@@ -78,24 +85,36 @@ def test_promotion_waits_for_the_days_after_training(world: ValueWorld) -> None:
     april = world.registry.latest_for_partition("value", APRIL)
     march = world.registry.latest_for_partition("value", MARCH)
     # Nothing to judge yet: a clean skip that says why (no failure, no promotion, no verdict).
-    waiting = world.run([KEYS.champion])
-    assert world.champion() == march.version
+    skipped = retry(world)
+    assert isinstance(skipped, dg.SkipReason) and "waiting" in (skipped.skip_message or "")
+    promote = world.defs.resolve_job_def("promote_champions")
+    waiting = promote.execute_in_process(instance=world.instance, asset_selection=[KEYS.champion])
+    assert waiting.success and world.champion() == march.version
     assert not waiting.asset_materializations_for_node(KEYS.champion.to_python_identifier())
     assert not [e for e in waiting.get_asset_check_evaluations() if e.check_name == OUT_OF_TIME]
     said = [e.user_message for e in world.instance.all_logs(waiting.run_id)]
     assert [m for m in said if WAITING in m and "2026-04-06 … 2026-04-14 (9)" in m], said
 
+    # The retry schedule asks again every day while the last promotion waits.
+    again = retry(world)
+    assert isinstance(again, dg.RunRequest) and again.run_key == "promote-retry-2026-04-16"
+
     # The days arrive; the same promotion is now judged on them.
     assert world.run(INGEST, partition_range=("2026-04-06", "2026-04-14")).success
-    judged = world.run([KEYS.champion], raise_on_error=False)
+    judged = promote.execute_in_process(
+        instance=world.instance, asset_selection=[KEYS.champion], raise_on_error=False
+    )
     check = world.out_of_time(judged)
     meta = {k: getattr(v, "value", v) for k, v in check.metadata.items()}
     assert meta["against_champion"] == march.version
     assert np.isfinite(meta["ci_lower"]) and meta["ci_lower"] <= meta["ci_upper"]
     assert "2026-04-01…2026-04-14" in check.description
+    assert (meta["first_day"], meta["last_day"], meta["days"]) == ("2026-04-01", "2026-04-14", 14)
+    assert meta["units"] > 100  # customers scored as of March 31st, judged on their April spend
     # The verdict decides: promoted exactly when the check passed.
     assert judged.success == check.passed
     assert (world.champion() == april.version) == check.passed
+    assert isinstance(retry(world), dg.SkipReason)  # nothing waits any more
 
 
 def test_daily_predictions_and_rollback(world: ValueWorld) -> None:

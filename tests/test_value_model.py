@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 import lifecycle.features as lf
 import lifecycle.value_model as vm
 from benchmarks.realistic import RealisticConfig, generate_realistic
+from lifecycle import out_of_time
 from lifecycle.churn_model import load_booster, save_booster
 from lifecycle.datasets import (
     ChurnWindow,
@@ -322,7 +323,8 @@ def test_the_bootstrap_is_paired_and_matches_a_loop(monkeypatch: pytest.MonkeyPa
     y = _spend(1000, 6)
     old = y + np.random.default_rng(7).normal(0, 30, y.size)
     new = y + (old - y) * np.maximum(1 - 0.05 / np.maximum(np.abs(old - y), 1e-9), 0)
-    monkeypatch.setattr(vm, "_BOOT_BLOCK_CELLS", 7 * y.size)  # several blocks
+    # Several blocks (the bootstrap is out_of_time's paired_mean_diff_ci).
+    monkeypatch.setattr(out_of_time, "_BOOT_BLOCK_CELLS", 7 * y.size)
     paired = vm.paired_bootstrap_mae_diff(y, new, old, n_boot=200, seed=1)
     rng, diffs = np.random.default_rng(1), []
     for _ in range(200):  # the reference: one resample at a time, same rows for both models
