@@ -75,8 +75,8 @@ REC_SHADOW = dg.AssetKey(["predictions", "recommendations_shadow"])
 VALUE_DATASET = dg.AssetKey(["datasets", "value_training_set"])
 VALUE_PREDICTIONS = dg.AssetKey(["predictions", "customer_value"])
 
-# Every family the code location knows, in one fixed order. Adding a family: one line here, one
-# registration module (assets/value.py is the short example) and its name in settings.families.
+# Every family the code location knows, in one fixed order. Adding a family: ARCHITECTURE.md
+# ("A new model family") lists every place; assets/value.py is the short example.
 FAMILIES = {
     f.name: f
     for f in (
