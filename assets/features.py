@@ -70,7 +70,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         key=ACTIVITY,
         ins={"transactions": dg.AssetIn(RAW_TRANSACTIONS)},
         **daily_table(partitions, "activity_date"),
-        group_name="churn",
+        group_name="features",  # shared by every customer-snapshot family (churn, value)
         kinds=KINDS,
         owners=OWNERS,
         description="Per customer per day with a purchase: purchase count, spend, largest basket.",
@@ -92,7 +92,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         dagster_type=pandera_schema_to_dagster_type(features_schema(windows)),
         ins={"activity": dg.AssetIn(ACTIVITY, partition_mapping=trailing_days(lookback))},
         **daily_table(partitions, "as_of_date"),
-        group_name="churn",
+        group_name="features",
         kinds=KINDS,
         owners=OWNERS,
         description=(

@@ -66,7 +66,7 @@ def test_every_asset_is_documented_owned_grouped_and_layered(graph) -> None:
         assert key.path[0] in LAYERS, key
         assert node.description, key
         assert node.owners == ["team:ml-platform"], key
-        assert node.group_name in {"ingest", "churn", "recommender", "value"}, key
+        assert node.group_name in {"ingest", "features", "churn", "recommender", "value"}, key
         assert node.kinds, key
 
 
