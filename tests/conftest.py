@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -139,6 +140,21 @@ class World:
     def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
         with duckdb.connect(self.settings.warehouse.database) as con:
             return con.execute(query, params or []).fetchdf()
+
+    def shuffle_churn_labels(self, month: str) -> None:
+        """Bad data reaches a training set: its churn labels no longer follow the customers."""
+        rng = np.random.default_rng(0)
+        with duckdb.connect(self.settings.warehouse.database) as con:
+            rows = con.execute(
+                "select rowid, churned from datasets.churn_training_set where dataset_month = ?",
+                [pd.Timestamp(month)],
+            ).fetchdf()
+            shuffled = pd.DataFrame({"i": rows["rowid"], "c": rng.permutation(rows["churned"])})
+            con.register("shuffled", shuffled)
+            con.execute(
+                "update datasets.churn_training_set t set churned = s.c from shuffled s "
+                "where t.rowid = s.i"
+            )
 
     def champion(self) -> str | None:
         mv = self.registry.alias(self.model, "champion")

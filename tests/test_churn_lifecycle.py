@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,18 +135,7 @@ def test_second_challenger_shadows_then_replaces_the_champion(world: World) -> N
 def test_challenger_trained_on_shuffled_labels_is_blocked(world: World) -> None:
     """Bad data reaches the training set: the gate fails and no promotion path gets past it."""
     champion_before = world.champion()
-    rng = np.random.default_rng(0)
-    with duckdb.connect(world.settings.warehouse.database) as con:
-        rows = con.execute(
-            "select rowid, churned from datasets.churn_training_set where dataset_month = ?",
-            [pd.Timestamp(MAY)],
-        ).fetchdf()
-        shuffled = pd.DataFrame({"i": rows["rowid"], "c": rng.permutation(rows["churned"])})
-        con.register("shuffled", shuffled)
-        con.execute(
-            "update datasets.churn_training_set t set churned = s.c from shuffled s "
-            "where t.rowid = s.i"
-        )
+    world.shuffle_churn_labels(MAY)
 
     tick = world.automation()
     result = world.run([CHURN_CHALLENGER], partition=MAY, raise_on_error=False)

@@ -12,17 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
-import duckdb
-import numpy as np
-import pandas as pd
 import pytest
 
 from assets.keys import CHURN_CHALLENGER, CHURN_CHAMPION, CHURN_DATASET, LABELS, Selection
 from jobs import rollback_run_config
 from tests.conftest import World
 from tests.ui_support import (
-    CHROMIUM,
     REQUIRED_ENV,
+    browser_page,
     make_home,
     missing_browser,
     screenshot_dir,
@@ -39,7 +36,7 @@ _why_not = missing_browser()
 if _why_not and not os.environ.get(REQUIRED_ENV):
     pytest.skip(_why_not, allow_module_level=True)
 
-from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -77,7 +74,7 @@ def _lifecycle(world: World) -> Story:
     )
     assert rollback.success and world.champion() == april.version
 
-    _shuffle_labels(world, MAY)
+    world.shuffle_churn_labels(MAY)
     gates = world.gates(world.run([CHURN_CHALLENGER], partition=MAY, raise_on_error=False))
     assert gates["auc_floor"] is False and gates["score_sanity"] is True
     assert not world.run([CHURN_CHAMPION], raise_on_error=False).success
@@ -92,22 +89,6 @@ def _lifecycle(world: World) -> Story:
         events.append((*versions, int(record.timestamp * 1000)))
     assert [to for _, to, _ in events] == [april.version, may.version, april.version]
     return Story(april.version, may.version, blocked.version, blocked.metrics["roc_auc"], events)
-
-
-def _shuffle_labels(world: World, month: str) -> None:
-    """Bad data reaches a training set: its labels no longer follow the customers."""
-    rng = np.random.default_rng(0)
-    with duckdb.connect(world.settings.warehouse.database) as con:
-        rows = con.execute(
-            "select rowid, churned from datasets.churn_training_set where dataset_month = ?",
-            [pd.Timestamp(month)],
-        ).fetchdf()
-        shuffled = pd.DataFrame({"i": rows["rowid"], "c": rng.permutation(rows["churned"])})
-        con.register("shuffled", shuffled)
-        con.execute(
-            "update datasets.churn_training_set t set churned = s.c from shuffled s "
-            "where t.rowid = s.i"
-        )
 
 
 @pytest.fixture(scope="module")
@@ -135,21 +116,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
 
 @pytest.fixture(scope="module")
 def page(story: Story) -> Iterator[Page]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.set_default_timeout(WAIT_MS)
-            tab = context.new_page()
-            # Dagster's one-off "Join the Dagster community" dialog covers the page when it
-            # shows up: skip it whenever it gets in the way of an action or assertion.
-            tab.add_locator_handler(
-                tab.get_by_text("Join the Dagster community"),
-                lambda: tab.get_by_role("button", name="Skip").click(),
-            )
-            yield tab
-        finally:
-            browser.close()
+    with browser_page(WAIT_MS) as tab:
+        yield tab
 
 
 def _shot(page: Page, name: str) -> None:

@@ -15,8 +15,8 @@ from assets.keys import FAMILIES, Selection
 from assets.promotion import OUT_OF_TIME
 from tests.test_value_family import APRIL, MARCH, ValueWorld
 from tests.ui_support import (
-    CHROMIUM,
     REQUIRED_ENV,
+    browser_page,
     make_home,
     missing_browser,
     screenshot_dir,
@@ -32,7 +32,7 @@ _why_not = missing_browser()
 if _why_not and not os.environ.get(REQUIRED_ENV):
     pytest.skip(_why_not, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -74,19 +74,8 @@ def url_and_check(
 
 @pytest.fixture(scope="module")
 def page(url_and_check) -> Iterator[Page]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.set_default_timeout(WAIT_MS)
-            tab = context.new_page()
-            tab.add_locator_handler(
-                tab.get_by_text("Join the Dagster community"),
-                lambda: tab.get_by_role("button", name="Skip").click(),
-            )
-            yield tab
-        finally:
-            browser.close()
+    with browser_page(WAIT_MS) as tab:
+        yield tab
 
 
 def test_the_champion_shows_the_out_of_time_verdict_and_its_days(url_and_check, page: Page) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -155,3 +156,26 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+@contextmanager
+def browser_page(wait_ms: int) -> Iterator[Any]:
+    """A headless Chromium tab at 1600×1000 that waits ``wait_ms`` for anything it is asked.
+
+    Dagster's one-off "Join the Dagster community" dialog covers the page when it shows up:
+    the tab skips it whenever it gets in the way of an action or assertion."""
+    from playwright.sync_api import sync_playwright  # only where a browser test runs
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.set_default_timeout(wait_ms)
+            tab = context.new_page()
+            tab.add_locator_handler(
+                tab.get_by_text("Join the Dagster community"),
+                lambda: tab.get_by_role("button", name="Skip").click(),
+            )
+            yield tab
+        finally:
+            browser.close()
