@@ -7,14 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 
-from assets.keys import FAMILIES, INGEST
+from assets.keys import FAMILIES, INGEST, Selection
 from assets.promotion import OUT_OF_TIME, WAITING
+from assets.value import ValueFamily
 from definitions import build_defs
 from jobs import rollback_run_config
-from tests.conftest import World, small_settings, world_in
+from tests.conftest import World, run, small_settings, world_in
+from tests.half_world import half_settings, shop_csvs
 
 KEYS = FAMILIES["value"]
 MARCH, APRIL = "2026-03-01", "2026-04-01"
@@ -137,3 +140,39 @@ def test_daily_predictions_and_rollback(world: ValueWorld) -> None:
         config = rollback_run_config("value", march.version, "test: April under review")
         assert job.execute_in_process(instance=world.instance, run_config=config).success
     assert world.champion() == march.version
+
+
+def test_value_family_on_a_users_transactions_export_keeps_ids_verbatim(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A user's own export, only the transactions table: ids with leading zeros (00042), one-time
+    buyers and customers who go quiet. The value family trains, is judged and scores from the
+    file alone, and every id it writes is one the file holds, character for character."""
+    written = shop_csvs(tmp_path / "drop", "transactions")
+    override = {**VALUE, "families": ["value"]}
+    settings = half_settings(tmp_path, "transactions", override)
+    assert settings.source.tables == ("transactions",)
+    defs = build_defs(settings)
+    assert run(
+        defs, instance, Selection.of(settings).ingest, partition_range=("2026-01-01", "2026-04-30")
+    ).success
+    trained = run(defs, instance, KEYS.monthly, partition=APRIL, raise_on_error=False)
+    verdicts = {e.check_name: e for e in trained.get_asset_check_evaluations()}
+    assert set(verdicts) == set(ValueFamily.gates)  # every gate judged, on real numbers
+    assert np.isfinite(float(verdicts["beats_naive"].metadata["observed"].value))  # type: ignore[union-attr]
+    ids = set(written["customer_id"])
+    assert all(i.startswith("0") for i in ids)  # the export's ids are zero-padded strings
+    with duckdb.connect(settings.warehouse.database, read_only=True) as con:
+        trained_ids = set(
+            con.execute("select customer_id from datasets.value_training_set").fetchdf()[
+                "customer_id"
+            ]
+        )
+    assert trained_ids and trained_ids <= ids
+    # One-time buyers and dormant customers are in the file; those still in the population on
+    # a snapshot day carry a target of zero rather than disappearing.
+    with duckdb.connect(settings.warehouse.database, read_only=True) as con:
+        zeros = con.execute(
+            "select count(*) from datasets.value_training_set where future_spend = 0"
+        ).fetchone()
+    assert zeros and zeros[0] > 0
