@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,16 +15,14 @@ import pytest
 
 from assets.keys import CHURN_CHALLENGER, CHURN_CHAMPION, CHURN_DATASET, LABELS, Selection
 from jobs import rollback_run_config
+from lifecycle.settings import Settings
 from tests.conftest import World
 from tests.ui_support import (
     REQUIRED_ENV,
     browser_page,
-    make_home,
     missing_browser,
     screenshot_dir,
-    webserver,
-    write_settings,
-    write_workspace,
+    served,
 )
 
 APRIL, MAY = "2026-04-01", "2026-05-01"
@@ -97,19 +94,12 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     if _why_not:  # only reached where UI_BROWSER_REQUIRED is set (CI): a failure, not a skip
         pytest.fail(_why_not)
     root = tmp_path_factory.mktemp("ui")
-    home = make_home(root / "dagster_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(home))
-        started = time.monotonic()
-        with dg.DagsterInstance.get() as instance:
-            world = World(root, instance, "churn")
-            told = _lifecycle(world)
-        print(f"lifecycle: {time.monotonic() - started:.0f}s")
-    settings_file = write_settings(world.settings, root / "settings.yaml")
-    workspace = write_workspace(root / "workspace.yaml")
-    started = time.monotonic()
-    with webserver(home, settings_file, workspace, root / "webserver.log") as url:
-        print(f"webserver ready: {time.monotonic() - started:.0f}s")
+
+    def play(instance: dg.DagsterInstance) -> tuple[Settings, Story]:
+        world = World(root, instance, "churn")
+        return world.settings, _lifecycle(world)
+
+    with served(root, play) as (url, told):
         told.url = url
         yield told
 

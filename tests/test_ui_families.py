@@ -5,7 +5,6 @@ after training it judged. Screenshots as in test_ui_browser."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,16 +12,14 @@ import pytest
 
 from assets.keys import FAMILIES, Selection
 from assets.promotion import OUT_OF_TIME
+from lifecycle.settings import Settings
 from tests.test_value_family import APRIL, MARCH, ValueWorld
 from tests.ui_support import (
     REQUIRED_ENV,
     browser_page,
-    make_home,
     missing_browser,
     screenshot_dir,
-    webserver,
-    write_settings,
-    write_workspace,
+    served,
 )
 
 KEYS = FAMILIES["value"]
@@ -58,18 +55,13 @@ def url_and_check(
     if _why_not:  # only reached where UI_BROWSER_REQUIRED is set (CI): a failure, not a skip
         pytest.fail(_why_not)
     root = tmp_path_factory.mktemp("ui_value")
-    home = make_home(root / "dagster_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(home))
-        started = time.monotonic()
-        with dg.DagsterInstance.get() as instance:
-            world = ValueWorld(root, instance, "value")
-            check = _judged_world(world)
-        print(f"value lifecycle: {time.monotonic() - started:.0f}s")
-    settings_file = write_settings(world.settings, root / "settings.yaml")
-    workspace = write_workspace(root / "workspace.yaml")
-    with webserver(home, settings_file, workspace, root / "webserver.log") as url:
-        yield url, check
+
+    def play(instance: dg.DagsterInstance) -> tuple[Settings, dg.AssetCheckEvaluation]:
+        world = ValueWorld(root, instance, "value")
+        return world.settings, _judged_world(world)
+
+    with served(root, play) as served_world:
+        yield served_world
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import dagster as dg
+import pytest
 import requests
 import yaml
 
 from lifecycle.settings import PROJECT_ROOT, SETTINGS_ENV_VAR, Settings
 
+T = TypeVar("T")
 CHROMIUM = os.environ.get("UI_CHROMIUM", "/usr/bin/chromium")
 # .ci/run sets this: there a missing browser or driver is a failure, not a skip.
 REQUIRED_ENV = "UI_BROWSER_REQUIRED"
@@ -179,3 +182,25 @@ def browser_page(wait_ms: int) -> Iterator[Any]:
             yield tab
         finally:
             browser.close()
+
+
+@contextmanager
+def served(
+    root: Path, play: Callable[[dg.DagsterInstance], tuple[Settings, T]]
+) -> Iterator[tuple[str, T]]:
+    """Play a lifecycle in a real DAGSTER_HOME under ``root`` (``play`` returns the settings it
+    ran with and what the tests check against), then serve it with dagster-webserver: yields
+    the UI's URL and that result; the webserver is stopped afterwards."""
+    home = make_home(root / "dagster_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(home))
+        started = time.monotonic()
+        with dg.DagsterInstance.get() as instance:
+            settings, told = play(instance)
+        print(f"lifecycle: {time.monotonic() - started:.0f}s")
+    settings_file = write_settings(settings, root / "settings.yaml")
+    workspace = write_workspace(root / "workspace.yaml")
+    started = time.monotonic()
+    with webserver(home, settings_file, workspace, root / "webserver.log") as url:
+        print(f"webserver ready: {time.monotonic() - started:.0f}s")
+        yield url, told
