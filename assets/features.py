@@ -1,8 +1,9 @@
 """features/* and labels/*: daily, point-in-time, computed over a whole partition range at once."""
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
-from dagster_pandera import pandera_schema_to_dagster_type
 
 from assets.common import (
     OWNERS,
@@ -14,22 +15,25 @@ from assets.common import (
     trailing_days,
 )
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
-from assets.per_day import daily_frame_metadata, per_day
-from lifecycle.feature_schema import Migration, migrate_feature_table
+from assets.per_day import DailyTally, daily_frame_metadata, day_summary, per_day
+from lifecycle.feature_schema import FEATURE_TABLE, Migration, migrate_feature_table
 from lifecycle.features import (
     LABELS_SCHEMA,
     PRIOR_COLUMNS,
-    churn_labels,
-    customer_features,
+    customer_feature_chunks,
     daily_activity,
+    empty_features,
     empty_prior,
     feature_columns,
     features_schema,
 )
+from lifecycle.labels_sql import churn_labels_select
 from lifecycle.settings import Settings
 from resources.registry import Warehouse
+from resources.warehouse import FrameChunks, SqlRows, chunked_frame_type, sql_rows_type
 
 KINDS = {"duckdb", "pandas", "numpy"}
+ACTIVITY_TABLE = "features.customer_activity"
 
 
 def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
@@ -39,10 +43,27 @@ def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
     frame = warehouse.query(
         "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
         "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
-        "from features.customer_activity where activity_date < ? group by customer_id",
+        f"from {ACTIVITY_TABLE} where activity_date < ? group by customer_id",
         [before.to_pydatetime()],
     )
     return frame.loc[:, list(PRIOR_COLUMNS)] if len(frame) else empty_prior()
+
+
+def check_sql_labels(
+    connection: Any, table: str, start: pd.Timestamp, end: pd.Timestamp, tally: DailyTally
+) -> None:
+    """What the pandera type checked when labels were a frame: each day's preview against
+    LABELS_SCHEMA (columns, types) and, over every row written, the schema's value checks."""
+    for preview in tally.previews.values():
+        LABELS_SCHEMA.validate(preview)
+    bad = connection.execute(
+        f"select count(*) from {table} where as_of_date >= ? and as_of_date < ? and "
+        "(customer_id is null or purchases_in_horizon is null or purchases_in_horizon < 0 "
+        "or churned not in (0, 1))",
+        [start.to_pydatetime(), end.to_pydatetime()],
+    ).fetchone()[0]
+    if bad:
+        raise dg.Failure(f"{bad} rows of {table} break LABELS_SCHEMA's value checks")
 
 
 def migrate_features(
@@ -89,7 +110,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
     @dg.asset(
         key=FEATURES,
-        dagster_type=pandera_schema_to_dagster_type(features_schema(windows)),
+        dagster_type=chunked_frame_type(features_schema(windows)),
         ins={"activity": dg.AssetIn(ACTIVITY, partition_mapping=trailing_days(lookback))},
         **daily_table(partitions, "as_of_date"),
         group_name="features",
@@ -122,22 +143,41 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         )
         prior = lifetime_state(warehouse, window_from)
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
-        features = customer_features(activity, days, windows, prior, dormant)
-        left_out = int(features.attrs.get("left_out_dormant", 0))
         migration = migrate_features(context, warehouse, feature_columns(windows), days)
+        schema = features_schema(windows)
+        tally = DailyTally("as_of_date")
+        counted = {"customers": 0, "left_out": 0}
+
+        def written(chunk: pd.DataFrame) -> None:
+            tally.add(chunk)
+            counted["customers"] += int(chunk["customer_id"].nunique())  # chunks: disjoint ids
+            counted["left_out"] += int(chunk.attrs.get("left_out_dormant", 0))
+
+        def done(_rows: int) -> None:
+            per_day_rows = pd.Series(tally.counts, dtype="int64")  # one row per customer-day
+            context.add_asset_metadata(
+                {
+                    **tally.attach(context, extra={"customers": per_day_rows}),
+                    "range_customers": dg.MetadataValue.int(counted["customers"]),
+                    "range_left_out_dormant_customer_days": dg.MetadataValue.int(
+                        counted["left_out"]
+                    ),
+                }
+            )
+
+        # Validated and written a chunk of customers at a time, inside the warehouse's one
+        # transaction: a million customers over months never sit in memory at once.
+        chunks = customer_feature_chunks(activity, days, windows, prior, dormant)
         return dg.Output(
-            features,
+            FrameChunks(
+                (schema.validate(chunk) for chunk in chunks),
+                empty=empty_features(windows),
+                on_chunk=written,
+                on_done=done,
+            ),
             metadata={
-                **daily_frame_metadata(
-                    context,
-                    features,
-                    "as_of_date",
-                    extra={"customers": per_day(features, "as_of_date", "customer_id", "nunique")},
-                ),
                 "schema_added_columns": ", ".join(migration.added) or "none",
                 "days_to_backfill": dg.MetadataValue.int(migration.unfilled_days),
-                "range_customers": dg.MetadataValue.int(int(features["customer_id"].nunique())),
-                "range_left_out_dormant_customer_days": dg.MetadataValue.int(left_out),
                 "population_rule": (
                     f"purchase on or before D, last purchase within {dormant} days"
                     if dormant
@@ -148,27 +188,28 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
     @dg.asset(
         key=LABELS,
-        dagster_type=pandera_schema_to_dagster_type(LABELS_SCHEMA),
-        ins={
-            "population": dg.AssetIn(FEATURES, metadata={"columns": ["as_of_date", "customer_id"]}),
-            "activity": dg.AssetIn(
+        dagster_type=sql_rows_type(LABELS_SCHEMA),
+        deps=[
+            dg.AssetDep(FEATURES),
+            # Offsets count days of this asset: day D reads activity of D+1 … D+H.
+            dg.AssetDep(
                 ACTIVITY,
-                # Offsets count days of this asset: day D reads activity of D+1 … D+H.
                 partition_mapping=dg.TimeWindowPartitionMapping(start_offset=1, end_offset=horizon),
             ),
-        },
+        ],
         **daily_table(partitions, "as_of_date"),
         group_name="churn",
         kinds=KINDS,
         owners=OWNERS,
         description=(
             f"churned = 1 when a customer of day D's feature population makes no purchase in "
-            f"(D, D+{horizon}]. A day matures only once all {horizon} following days exist."
+            f"(D, D+{horizon}]. A day matures only once all {horizon} following days exist. "
+            "Computed by the warehouse (one SQL statement over features/customer_features and "
+            "features/customer_activity), so a million customers' labels never pass through "
+            "Python."
         ),
     )
-    def churn_labels_asset(
-        context: dg.AssetExecutionContext, population: pd.DataFrame, activity: pd.DataFrame
-    ):
+    def churn_labels_asset(context: dg.AssetExecutionContext):
         start, end = local_window(context)
         horizon_end = end + pd.Timedelta(days=horizon)
         last_partition = partitions.daily.get_last_partition_key()
@@ -186,20 +227,19 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         require_materialized(
             context, ACTIVITY, day_keys(start + pd.Timedelta(days=1), horizon_end), "label horizon"
         )
-        labels = churn_labels(population, activity, horizon)
-        return dg.Output(
-            labels,
-            metadata={
-                **daily_frame_metadata(
-                    context,
-                    labels,
-                    "as_of_date",
-                    extra={"churn_rate": per_day(labels, "as_of_date", "churned", "mean").round(4)},
-                ),
-                "range_churn_rate": dg.MetadataValue.float(
-                    float(labels["churned"].mean()) if len(labels) else 0.0
-                ),
-            },
-        )
+        last_day = (end - pd.Timedelta(days=1)).date()
+        select = churn_labels_select(FEATURE_TABLE, ACTIVITY_TABLE, start.date(), last_day, horizon)
+
+        def done(connection: Any, table: str) -> None:
+            daily = day_summary(connection, table, "as_of_date", start, end, "avg(churned)")
+            check_sql_labels(connection, table, start, end, daily.tally)
+            context.add_asset_metadata(
+                {
+                    **daily.tally.attach(context, extra={"churn_rate": daily.values.round(4)}),
+                    "range_churn_rate": dg.MetadataValue.float(daily.overall),
+                }
+            )
+
+        return dg.Output(SqlRows(select, on_done=done))
 
     return [customer_activity, customer_features_asset, churn_labels_asset]

@@ -9,7 +9,10 @@ range-level keys for that day's event) and its own check evaluation (a partition
 row Dagster planned for that day).
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -52,41 +55,120 @@ def per_day(frame: pd.DataFrame, date_column: str, column: str, how: str) -> pd.
     return out
 
 
-def per_day_figures(
-    frame: pd.DataFrame,
-    date_column: str,
-    days: list[str],
-    extra: Mapping[str, pd.Series] | None = None,
-    preview_rows: int = 5,
-) -> dict[str, dict[str, Any]]:
-    """Rows and a preview of each day (one group-by for the counts, one ``head`` for the
-    previews, each Dagster's table) plus ``extra`` series indexed by day key; days without rows
-    get 0 and an empty preview (the columns only)."""
-    counts: dict[str, int] = {}
-    previews: dict[str, dg.TableMetadataValue] = {}
-    if len(frame):
-        codes, keys = day_codes(frame[date_column])
-        counts = dict(zip(keys, np.bincount(codes, minlength=len(keys)).tolist(), strict=True))
-        # The first rows of each day, by position: no copy of the whole frame.
-        first = pd.Series(codes).groupby(codes).head(preview_rows).index.to_numpy()
+class DailyTally:
+    """Rows and a preview of each day of a range, gathered frame by frame (a range written in
+    chunks is never one frame): one ``bincount`` per frame for the counts, and the first rows
+    of each day, by position, until every day has its preview."""
+
+    def __init__(self, date_column: str, preview_rows: int = 5) -> None:
+        self.date_column, self.preview_rows = date_column, preview_rows
+        self.counts: dict[str, int] = {}
+        self.previews: dict[str, pd.DataFrame] = {}
+        self.rows = 0
+        self.empty: pd.DataFrame | None = None
+
+    def add(self, frame: pd.DataFrame) -> DailyTally:
+        if self.empty is None:
+            self.empty = frame.head(0)
+        self.rows += len(frame)
+        if not len(frame):
+            return self
+        codes, keys = day_codes(frame[self.date_column])
+        for key, n in zip(keys, np.bincount(codes, minlength=len(keys)).tolist(), strict=True):
+            self.counts[str(key)] = self.counts.get(str(key), 0) + n
+        first = pd.Series(codes).groupby(codes).head(self.preview_rows).index.to_numpy()
         heads, head_codes = frame.iloc[first], codes[first]
-        previews = {
-            str(keys[code]): table_value(heads[head_codes == code])
-            for code in np.unique(head_codes)
+        for code in np.unique(head_codes):
+            day = str(keys[code])
+            have = self.previews.get(day)
+            if have is None or len(have) < self.preview_rows:
+                rows = heads[head_codes == code]
+                both = rows if have is None else pd.concat([have, rows])
+                self.previews[day] = both.head(self.preview_rows)
+        return self
+
+    def figures(
+        self, days: list[str], extra: Mapping[str, pd.Series] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each day's rows and preview (Dagster's table) plus ``extra`` series indexed by day
+        key; days without rows get 0 and an empty preview (the columns only)."""
+        empty = table_value(self.empty if self.empty is not None else pd.DataFrame())
+        figures: dict[str, dict[str, Any]] = {}
+        for day in days:
+            preview = self.previews.get(day)
+            meta: dict[str, Any] = {
+                "rows": dg.MetadataValue.int(int(self.counts.get(day, 0))),
+                "preview": empty if preview is None else table_value(preview),
+            }
+            for name, series in (extra or {}).items():
+                value = series.get(day)
+                if value is not None and not pd.isna(value):
+                    meta[name] = value.item() if hasattr(value, "item") else value
+            figures[day] = meta
+        return figures
+
+    def attach(
+        self,
+        context: dg.AssetExecutionContext,
+        asset_key: dg.AssetKey | None = None,
+        extra: Mapping[str, pd.Series] | None = None,
+    ) -> dict[str, Any]:
+        """Attach each day's figures to its partition and return the range-level metadata for
+        the output (``range_rows`` and the spread of rows per day), which every day also shows."""
+        days = list(context.partition_keys)
+        figures = self.figures(days, extra)
+        for day, meta in figures.items():
+            context.add_asset_metadata(meta, asset_key=asset_key, partition_key=day)
+        per_day = [int(meta["rows"].value) for meta in figures.values()]
+        return {
+            "range": f"{days[0]}…{days[-1]}",
+            "range_days": dg.MetadataValue.int(len(days)),
+            "range_rows": dg.MetadataValue.int(self.rows),
+            "rows_per_day_min": dg.MetadataValue.int(min(per_day)),
+            "rows_per_day_max": dg.MetadataValue.int(max(per_day)),
         }
-    empty = table_value(frame.head(0))
-    figures: dict[str, dict[str, Any]] = {}
-    for day in days:
-        meta: dict[str, Any] = {
-            "rows": dg.MetadataValue.int(int(counts.get(day, 0))),
-            "preview": previews.get(day, empty),
-        }
-        for name, series in (extra or {}).items():
-            value = series.get(day)
-            if value is not None and not pd.isna(value):
-                meta[name] = value.item() if hasattr(value, "item") else value
-        figures[day] = meta
-    return figures
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """Per-day figures of a range that lives only in the warehouse (see :func:`day_summary`)."""
+
+    tally: DailyTally
+    values: pd.Series  # the summary value per day key
+    overall: float  # the same value over the whole range (row-weighted)
+
+
+def day_summary(
+    connection: Any,
+    table: str,
+    date_column: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    value_sql: str,
+    preview_rows: int = 5,
+) -> DaySummary:
+    """Rows, a preview and ``value_sql`` (an aggregate such as ``avg(churned)``) of each day in
+    [start, end) of ``table``, by one group-by and one small preview query, for outputs written
+    by SQL that never come into Python whole."""
+    window = [start.to_pydatetime(), end.to_pydatetime()]
+    where = f"{date_column} >= ? and {date_column} < ?"
+    daily = connection.execute(
+        f"select {date_column}, count(*) n, {value_sql} v from {table} where {where} group by 1",
+        window,
+    ).df()
+    previews = connection.execute(
+        f"select * from {table} where {where} "
+        f"qualify row_number() over (partition by {date_column}) <= {int(preview_rows)}",
+        window,
+    ).df()
+    tally = DailyTally(date_column, preview_rows).add(previews)
+    daily = daily.sort_values(date_column)
+    keys = day_key(daily[date_column]).to_list() if len(daily) else []
+    ns, vs = daily["n"].to_numpy(dtype=np.int64), daily["v"].to_numpy(dtype=np.float64)
+    tally.counts = dict(zip(keys, ns.tolist(), strict=True))
+    tally.rows = int(ns.sum())
+    overall = float((vs * ns).sum() / ns.sum()) if ns.sum() else 0.0
+    return DaySummary(tally, pd.Series(vs, index=keys, dtype="float64"), overall)
 
 
 def daily_frame_metadata(
@@ -96,20 +178,8 @@ def daily_frame_metadata(
     asset_key: dg.AssetKey | None = None,
     extra: Mapping[str, pd.Series] | None = None,
 ) -> dict[str, Any]:
-    """Attach each day's figures to its partition and return the range-level metadata for the
-    output (``range_rows`` and the spread of rows per day), which every day also shows."""
-    days = list(context.partition_keys)
-    figures = per_day_figures(frame, date_column, days, extra)
-    for day, meta in figures.items():
-        context.add_asset_metadata(meta, asset_key=asset_key, partition_key=day)
-    per_day = [int(meta["rows"].value) for meta in figures.values()]
-    return {
-        "range": f"{days[0]}…{days[-1]}",
-        "range_days": dg.MetadataValue.int(len(days)),
-        "range_rows": dg.MetadataValue.int(len(frame)),
-        "rows_per_day_min": dg.MetadataValue.int(min(per_day)),
-        "rows_per_day_max": dg.MetadataValue.int(max(per_day)),
-    }
+    """:meth:`DailyTally.attach` for a range held as one frame."""
+    return DailyTally(date_column).add(frame).attach(context, asset_key, extra)
 
 
 def _day_targets(instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]) -> dict[str, Any]:

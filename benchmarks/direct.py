@@ -10,8 +10,9 @@ its peak RSS is measured on its own by resetting the process's high-water mark b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,14 @@ from lifecycle.datasets import (
     selection_split,
     snapshot_days,
 )
-from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
+from lifecycle.features import (
+    churn_labels,
+    customer_feature_chunks,
+    customer_features,
+    daily_activity,
+    feature_columns,
+)
+from lifecycle.labels_sql import churn_labels_select
 from lifecycle.settings import Settings
 from lifecycle.synthetic import SyntheticConfig, SyntheticShop, generate_shop
 from lifecycle.validation import (
@@ -54,10 +62,11 @@ class DirectData:
 
     shop: SyntheticShop
     activity: pd.DataFrame
-    features: pd.DataFrame
+    features: pd.DataFrame | None  # None when written to ``store`` chunk by chunk
     quarantine: pd.DataFrame
     quality: pd.DataFrame
     labels: pd.DataFrame | None = None
+    store: Path | None = None
 
 
 class Stages:
@@ -89,8 +98,22 @@ def _validate(
     )
 
 
-def run_ingest(settings: Settings, timer: Stages) -> DirectData:
-    """Raw → features for the whole partition range of ``settings``."""
+def _write(con: Any, table: str, frames: Iterable[pd.DataFrame]) -> int:
+    """Plain DuckDB appends of pandas frames (what a script would do); rows written."""
+    rows = 0
+    for frame in frames:
+        con.register("frame", frame)
+        con.execute(f"create table if not exists {table} as select * from frame limit 0")
+        con.execute(f"insert into {table} select * from frame")
+        con.unregister("frame")
+        rows += len(frame)
+    return rows
+
+
+def run_ingest(settings: Settings, timer: Stages, store: Path | None = None) -> DirectData:
+    """Raw → features for the whole partition range of ``settings``; with ``store`` (a DuckDB
+    file) the activity and the features are written there, the features a chunk of customers
+    at a time as the asset does, so a million customers fit in memory."""
     syn = settings.source.synthetic
     first = pd.Timestamp(settings.partitions.start_date)
     end = pd.Timestamp(settings.partitions.end_date)
@@ -111,12 +134,24 @@ def run_ingest(settings: Settings, timer: Stages) -> DirectData:
     tx, quarantine, quality = timer("validate", validate)
     days = pd.date_range(first, end - pd.Timedelta(days=1), freq="D")
 
-    def features() -> tuple[pd.DataFrame, pd.DataFrame]:
+    windows = settings.features.windows
+
+    def features() -> tuple[pd.DataFrame, pd.DataFrame | None]:
         activity = daily_activity(tx)
-        return activity, customer_features(activity, days, settings.features.windows)
+        if store is None:
+            return activity, customer_features(activity, days, windows)
+        import duckdb
+
+        with duckdb.connect(str(store)) as con:
+            con.execute("create schema if not exists features")
+            _write(con, "features.customer_activity", [activity])
+            _write(
+                con, "features.customer_features", customer_feature_chunks(activity, days, windows)
+            )
+        return activity, None
 
     activity, table = timer("features", features)
-    return DirectData(shop, activity, table, quarantine, quality)
+    return DirectData(shop, activity, table, quarantine, quality, store=store)
 
 
 def training_month(settings: Settings) -> pd.Timestamp:
@@ -127,13 +162,30 @@ def training_month(settings: Settings) -> pd.Timestamp:
 def run_labels(
     settings: Settings, data: DirectData, matured_end: pd.Timestamp, timer: Stages
 ) -> None:
-    """Labels for the days whose horizon has passed (the second ranged run's days)."""
+    """Labels for the days whose horizon has passed (the second ranged run's days); with a
+    store, by the same SQL statement the labels asset hands the warehouse."""
+    horizon = settings.labels.horizon_days
+    if data.features is None:
+        import duckdb
+
+        assert data.store is not None
+        first = pd.Timestamp(settings.partitions.start_date).date()
+        last = (matured_end - pd.Timedelta(days=1)).date()
+        select = churn_labels_select(
+            "features.customer_features", "features.customer_activity", first, last, horizon
+        )
+
+        def in_sql() -> None:
+            with duckdb.connect(str(data.store)) as con:
+                con.execute("create schema if not exists labels")
+                con.execute(f"create or replace table labels.churn_labels as {select}")
+
+        timer("labels", in_sql)
+        return
     population = data.features.loc[
         data.features["as_of_date"] < matured_end, ["as_of_date", "customer_id"]
     ]
-    data.labels = timer(
-        "labels", lambda: churn_labels(population, data.activity, settings.labels.horizon_days)
-    )
+    data.labels = timer("labels", lambda: churn_labels(population, data.activity, horizon))
 
 
 def churn_training_rows(settings: Settings, data: DirectData, month: pd.Timestamp) -> pd.DataFrame:
@@ -142,7 +194,7 @@ def churn_training_rows(settings: Settings, data: DirectData, month: pd.Timestam
     The same lifecycle calls as the dataset asset (window from the warmed-up first feature day,
     snapshots, quarantined customers and failing days unverified), on in-memory frames.
     """
-    assert data.labels is not None, "labels first"
+    assert data.labels is not None and data.features is not None, "labels first, in memory"
     cfg = settings.churn
     earliest = pd.Timestamp(settings.partitions.start_date) + pd.Timedelta(
         days=settings.features.lookback_days - 1
@@ -182,13 +234,21 @@ def run_churn(settings: Settings, data: DirectData, month: pd.Timestamp, timer: 
 
 
 def run_stages(
-    settings: Settings, timer: Stages, *, labels: bool = True, churn: bool = False
+    settings: Settings,
+    timer: Stages,
+    *,
+    labels: bool = True,
+    churn: bool = False,
+    store: Path | None = None,
 ) -> tuple[DirectData, int | None]:
-    """The direct path in order: ingest, the matured days' labels, month M's challenger.
+    """The direct path in order: ingest, the matured days' labels, month M's challenger
+    (in memory only: not with ``store``).
 
     Returns the data and, with ``churn``, the challenger's training rows.
     """
-    data = run_ingest(settings, timer)
+    if churn and store is not None:
+        raise ValueError("the direct churn stage works on in-memory frames: no store")
+    data = run_ingest(settings, timer, store)
     end = pd.Timestamp(settings.partitions.end_date)
     if labels:
         run_labels(settings, data, end - pd.Timedelta(days=settings.labels.horizon_days), timer)

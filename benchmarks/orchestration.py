@@ -138,13 +138,14 @@ def measure_size(
 ) -> list[dict[str, Any]]:
     """All storages and the direct path at one size, interleaved, best of N."""
     stages = ["ingest", "labels", *(["churn"] if args.churn else [])]
-    raw = bench_settings(base, size, args.days, work)
+    days = args.days_for.get(size, args.days)
+    raw = bench_settings(base, size, days, work)
     paths = [("direct", None), *(("assets", s) for s in args.storage)]
     best: dict[str, Any] = {}
     for rep in range(args.repeats):
         for what, storage in paths if rep % 2 == 0 else paths[::-1]:
             progress(
-                f"{size} customers x {args.days} days, repetition {rep + 1}: {what} {storage or ''}"
+                f"{size} customers x {days} days, repetition {rep + 1}: {what} {storage or ''}"
             )
             key = storage or "direct"
             if what == "direct":
@@ -155,14 +156,10 @@ def measure_size(
     for storage in args.storage:
         for stage in stages:
             rows.append(
-                report.row(
-                    size, args.days, storage, stage, best[storage][stage], best["direct"][stage]
-                )
+                report.row(size, days, storage, stage, best[storage][stage], best["direct"][stage])
             )
         rows.append(
-            report.total(
-                size, args.days, storage, best[storage], best["direct"], ("ingest", "labels")
-            )
+            report.total(size, days, storage, best[storage], best["direct"], ("ingest", "labels"))
         )
     return rows
 
@@ -209,8 +206,12 @@ def worker(args: argparse.Namespace) -> int:
 
         stages = args.stage.split(",")
         timer = direct.Stages()
+        churn = "churn" in stages
+        # Written to a DuckDB file like the assets' warehouse (features a chunk of customers at
+        # a time, labels by the same SQL), unless the in-memory churn stage needs the frames.
+        store = None if churn else Path(args.result).with_suffix(".duckdb")
         _, rows = direct.run_stages(
-            settings, timer, labels="labels" in stages, churn="churn" in stages
+            settings, timer, labels="labels" in stages, churn=churn, store=store
         )
         result = {} if rows is None else {"train_rows": rows}
         result["stages"] = {
@@ -226,7 +227,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sizes", default="10000,100000", help="customers, comma-separated")
+    p.add_argument(
+        "--sizes",
+        default="10000,100000,1000000:90",
+        help="customers, comma-separated; SIZE:DAYS gives that size its own --days",
+    )
     p.add_argument(
         "--storage", default="sqlite,postgres", help=f"instance storages: {','.join(STORAGES)}"
     )
@@ -257,7 +262,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is None:
-        args.sizes = [int(s) for s in str(args.sizes).split(",") if s]
+        sized = [s.split(":") for s in str(args.sizes).split(",") if s]
+        args.sizes = [int(s[0]) for s in sized]
+        args.days_for = {int(s[0]): int(s[1]) for s in sized if len(s) == 2}
         args.storage = [s for s in str(args.storage).split(",") if s]
         unknown = set(args.storage) - set(STORAGES)
         if unknown or not args.sizes or args.repeats < 1 or args.days < 2:

@@ -138,10 +138,12 @@ def markdown(rows: list[dict[str, Any]], demo: dict[str, Any] | None, head: str)
         "",
         "Ratio = through the assets / direct. Assets seconds are the Dagster run's wall clock "
         "(`jobs.cli._run`, as `lifecycle demo`), without the process start and code-location "
-        "load (`process s`). Direct = generate_shop + validate_rows with per-day quarantine "
-        "shares for both tables + daily_activity + customer_features (raw → features), "
-        "churn_labels (labels), churn training set + search + served refit (challenger), in "
-        "memory. Peak RSS: each assets run is its own process (ru_maxrss); the direct stages "
+        "load (`process s`). Direct = the same lifecycle functions with no Dagster: generate_shop "
+        "+ validate_rows with per-day quarantine shares for both tables + daily_activity + "
+        "customer_feature_chunks appended to a DuckDB file (raw → features, the table a script "
+        "would keep too), the labels asset's SQL statement in that file (labels); with --churn, "
+        "in memory instead (customer_features, churn_labels, churn training set + search + "
+        "served refit). Peak RSS: each assets run is its own process (ru_maxrss); the direct stages "
         "share one process and reset its high-water mark before each stage.",
         "",
     ]

@@ -140,6 +140,7 @@ def _grids(
     first_day: pd.Timestamp,
     n_days: int,
     codes: np.ndarray | None = None,
+    customers_per_grid: int | None = None,
 ) -> Iterator[tuple[int, _Grid]]:
     """Dense grids over chunks of ``customers`` (sorted unique ids) for days first_day …
     +n_days, each with the position of its first customer in ``customers``; ``codes`` (each
@@ -153,6 +154,8 @@ def _grids(
     else:
         col_all = np.asarray(codes)[keep]
     step = _chunk_size(n_days)
+    if customers_per_grid is not None:
+        step = max(1, min(step, customers_per_grid))
     for lo in range(0, len(customers), step):
         chunk = customers[lo : lo + step]
         inside = (col_all >= lo) & (col_all < lo + len(chunk))
@@ -214,15 +217,67 @@ def customer_features(
     prior: pd.DataFrame | None = None,
     max_dormant_days: int | None = None,
 ) -> pd.DataFrame:
-    """Features of every known customer as of each D in ``as_of_days``.
+    """Features of every known customer as of each D in ``as_of_days``, in (day, customer) order.
 
     ``activity`` must cover (min D - W, max D] (W the longest window); rows before that are
     folded into the lifetime state. ``prior`` holds the lifetime aggregates of activity before
     the earliest row of ``activity`` (see :func:`lifetime_before`); omit it when ``activity``
     starts at the beginning of the data. A customer belongs to day D once their first purchase
     is on or before D, and is left out when ``max_dormant_days`` is set and they have not bought
-    for longer than that (see :func:`population_counts` for the count of who was left out).
+    for longer than that (``attrs["left_out_dormant"]`` counts those (day, customer) pairs).
     """
+    blocks = list(_feature_blocks(activity, as_of_days, windows, prior, max_dormant_days))
+    if not blocks:
+        out = empty_features(windows)
+        out.attrs["left_out_dormant"] = 0
+        return out
+    out = pd.concat([b.frame for b in blocks], ignore_index=True)
+    # (day, customer) order by integer positions: customers are sorted ids, and sorting a
+    # million text ids again cost more than computing the features.
+    days_at = np.concatenate([b.day_rows for b in blocks])
+    customers_at = np.concatenate([b.customer_positions for b in blocks])
+    out = out.take(np.lexsort((customers_at, days_at))).reset_index(drop=True)
+    out.attrs["left_out_dormant"] = sum(b.left_out for b in blocks)
+    return out
+
+
+def customer_feature_chunks(
+    activity: pd.DataFrame,
+    as_of_days: pd.DatetimeIndex,
+    windows: Sequence[int],
+    prior: pd.DataFrame | None = None,
+    max_dormant_days: int | None = None,
+    chunk_rows: int = 2_000_000,
+) -> Iterator[pd.DataFrame]:
+    """The rows of :func:`customer_features` as frames of about ``chunk_rows`` rows each (whole
+    customers, every day of ``as_of_days``; each frame in (day, customer) order, customers of
+    different frames disjoint), so a million customers over months is written without ever
+    holding the whole table. Each frame's ``attrs["left_out_dormant"]`` counts its own."""
+    per_chunk = max(1, chunk_rows // max(len(as_of_days), 1))
+    for block in _feature_blocks(activity, as_of_days, windows, prior, max_dormant_days, per_chunk):
+        order = np.lexsort((block.customer_positions, block.day_rows))
+        frame = block.frame.take(order).reset_index(drop=True)
+        frame.attrs["left_out_dormant"] = block.left_out
+        yield frame
+
+
+@dataclass(frozen=True)
+class _Block:
+    frame: pd.DataFrame
+    day_rows: np.ndarray
+    customer_positions: np.ndarray
+    left_out: int
+
+
+def _feature_blocks(
+    activity: pd.DataFrame,
+    as_of_days: pd.DatetimeIndex,
+    windows: Sequence[int],
+    prior: pd.DataFrame | None,
+    max_dormant_days: int | None,
+    customers_per_block: int | None = None,
+) -> Iterator[_Block]:
+    """Feature rows of one chunk of customers at a time (see :func:`customer_features`)."""
     longest = max(windows)
     first_day = as_of_days.min() - pd.Timedelta(days=longest - 1)
     earlier = activity[activity["activity_date"] < first_day]
@@ -236,10 +291,7 @@ def customer_features(
     customers, codes, prior_codes = _customer_codes(activity["customer_id"], state["customer_id"])
     base = state.drop(columns="customer_id").set_axis(prior_codes).reindex(range(len(customers)))
     day_idx = np.arange(n_days, dtype=np.float64)[:, None]
-    frames = []
-    positions: list[tuple[np.ndarray, np.ndarray]] = []
-    left_out = 0
-    for lo, grid in _grids(activity, customers, first_day, n_days, codes):
+    for lo, grid in _grids(activity, customers, first_day, n_days, codes, customers_per_block):
         prior_chunk = base.iloc[lo : lo + len(grid.customers)]
         p_first = ((prior_chunk["first_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
         p_last = ((prior_chunk["last_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
@@ -255,9 +307,10 @@ def customer_features(
         first_seen = np.where(np.isnan(p_first), first_in_grid, p_first)
         known = first_seen[None, :] <= rows[:, None]
         recency = rows[:, None] - last_seen
+        left_out = 0
         if max_dormant_days is not None:
             dormant = known & (recency > max_dormant_days)
-            left_out += int(dormant.sum())
+            left_out = int(dormant.sum())
             known &= ~dormant
         life_count = p_count + cum_count[rows + 1]
         # Rounded so sums split differently (SQL prior + grid) give identical money.
@@ -283,26 +336,14 @@ def customer_features(
             np.maximum(n_long, 1) / longest
         )
         r, c = np.nonzero(known)
-        positions.append((rows[r], c + lo))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "as_of_date": as_of_days[r],
-                    "customer_id": grid.customers[c],
-                    **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "as_of_date": as_of_days[r],
+                "customer_id": grid.customers[c].astype(object),
+                **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
+            }
         )
-    out = pd.concat(frames, ignore_index=True) if frames else _empty_features(windows)
-    out["customer_id"] = out["customer_id"].astype(object)
-    if positions:  # (day, customer) order by integer positions: customers are sorted ids, and
-        # sorting a million text ids again cost more than computing the features.
-        days_at = np.concatenate([p[0] for p in positions])
-        customers_at = np.concatenate([p[1] for p in positions])
-        out = out.take(np.lexsort((customers_at, days_at))).reset_index(drop=True)
-    # (day, customer) pairs of known customers left out by the population rule, for metadata.
-    out.attrs["left_out_dormant"] = left_out
-    return out
+        yield _Block(frame, rows[r], c + lo, left_out)
 
 
 def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -319,7 +360,7 @@ def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return _typed_prior(out)
 
 
-def _empty_features(windows: Sequence[int]) -> pd.DataFrame:
+def empty_features(windows: Sequence[int]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "as_of_date": pd.Series(dtype="datetime64[ns]"),
