@@ -58,18 +58,23 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets += build_family_assets(registration, partitions, settings)
     drift = [(r.keys, r.family.daily_check.name) for r in registrations if r.family.daily_check]
     jobs = build_jobs(keys)
+    duckdb_config = {"memory_limit": settings.warehouse.memory_limit}
     return dg.Definitions(
         assets=assets,
         jobs=jobs.all(),
         schedules=build_schedules(settings, partitions, jobs),
         sensors=build_sensors(settings, partitions, jobs, drift),
         resources={
-            "io_manager": WarehouseIOManager(database=settings.warehouse.database),
+            "io_manager": WarehouseIOManager(
+                database=settings.warehouse.database, connection_config=duckdb_config
+            ),
             "source": source_from_settings(settings),
             "registry": RegistryResource(
                 database=settings.warehouse.database, artifact_root=settings.warehouse.artifact_root
             ),
-            "warehouse": Warehouse(database=settings.warehouse.database),
+            "warehouse": Warehouse(
+                database=settings.warehouse.database, connection_config=duckdb_config
+            ),
             "publisher": publisher_from_settings(settings),
             "alerts": alerts_from_settings(settings),
         },

@@ -102,7 +102,7 @@ def day_keys(start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
     return list(pd.date_range(start, end - pd.Timedelta(days=1), freq="D").strftime("%Y-%m-%d"))
 
 
-def _json_safe(value: Any) -> str | int | float | bool | None:
+def json_safe(value: Any) -> str | int | float | bool | None:
     """A cell as a table record holds it: numpy scalars as Python numbers, times as ISO
     strings, missing (None, NaN, NaT, pd.NA) and infinite as None, anything else as text."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
@@ -125,7 +125,7 @@ def table_value(frame: pd.DataFrame, max_rows: int | None = None) -> dg.TableMet
     kept as numbers; every value JSON-safe, as the event log stores it."""
     head = frame if max_rows is None else frame.head(max_rows)
     records = [
-        dg.TableRecord({str(k): _json_safe(v) for k, v in row.items()})
+        dg.TableRecord({str(k): json_safe(v) for k, v in row.items()})
         for row in head.to_dict(orient="records")
     ]
     schema = dg.TableSchema(

@@ -19,7 +19,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import table_value
+from assets.common import json_safe, table_value
 from lifecycle import gates
 
 DAYS_TAG = "lifecycle/days"
@@ -93,12 +93,12 @@ class DailyTally:
         """Each day's rows and preview (Dagster's table) plus ``extra`` series indexed by day
         key; days without rows get 0 and an empty preview (the columns only)."""
         empty = table_value(self.empty if self.empty is not None else pd.DataFrame())
+        previews = self._preview_values(empty.schema)
         figures: dict[str, dict[str, Any]] = {}
         for day in days:
-            preview = self.previews.get(day)
             meta: dict[str, Any] = {
                 "rows": dg.MetadataValue.int(int(self.counts.get(day, 0))),
-                "preview": empty if preview is None else table_value(preview),
+                "preview": previews.get(day, empty),
             }
             for name, series in (extra or {}).items():
                 value = series.get(day)
@@ -106,6 +106,24 @@ class DailyTally:
                     meta[name] = value.item() if hasattr(value, "item") else value
             figures[day] = meta
         return figures
+
+    def _preview_values(self, schema: dg.TableSchema) -> dict[str, dg.TableMetadataValue]:
+        """Every day's preview as Dagster's table: one ``to_dict`` for all days and one shared
+        schema (per-day frames cost ~1.5 ms a day, seconds for a year of several assets)."""
+        if not self.previews:
+            return {}
+        days = list(self.previews)
+        rows = pd.concat([self.previews[d] for d in days], ignore_index=True)
+        records = [
+            dg.TableRecord({str(k): json_safe(v) for k, v in row.items()})
+            for row in rows.to_dict(orient="records")
+        ]
+        out, at = {}, 0
+        for day in days:
+            n = len(self.previews[day])
+            out[day] = dg.MetadataValue.table(records[at : at + n], schema=schema)
+            at += n
+        return out
 
     def attach(
         self,

@@ -123,12 +123,14 @@ def run_ingest(settings: Settings, timer: Stages, store: Path | None = None) -> 
         seed=syn.seed,
         n_customers=syn.n_customers,
         n_items=syn.n_items,
+        interactions="interactions" in settings.source.tables,
     )
     shop = timer("generate", lambda: generate_shop(config))
 
     def validate() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         out = _validate(shop, TRANSACTIONS, settings, first, end)
-        _validate(shop, INTERACTIONS, settings, first, end)
+        if "interactions" in settings.source.tables:
+            _validate(shop, INTERACTIONS, settings, first, end)
         return out
 
     tx, quarantine, quality = timer("validate", validate)

@@ -42,14 +42,16 @@ DIRECT_FOR = {
 }
 
 
-def bench_settings(base: Settings, size: int, days: int, root: Path) -> dict[str, Any]:
-    """``base`` with ``size`` customers over the last ``days`` days of its range, no planted
-    incident, warehouse and artifacts under ``root`` (the raw asset and the direct path then
-    generate exactly the same shop)."""
+def bench_settings(
+    base: Settings, size: int, days: int, root: Path, tables: Sequence[str]
+) -> dict[str, Any]:
+    """``base`` with ``size`` customers over the last ``days`` days of its range, only
+    ``tables``, no planted incident, warehouse and artifacts under ``root`` (the raw asset and
+    the direct path then generate exactly the same shop)."""
     raw = base.model_dump(mode="json")
     end = pd.Timestamp(raw["partitions"]["end_date"])
     raw["partitions"]["start_date"] = (end - pd.Timedelta(days=days)).strftime("%Y-%m-%d")
-    raw["source"]["synthetic"].update(n_customers=size, incident=None)
+    raw["source"]["synthetic"].update(n_customers=size, incident=None, tables=list(tables))
     raw["warehouse"] = warehouse_under(root)
     parse_settings(raw, "benchmark settings")  # fail here, not in a subprocess
     return raw
@@ -139,7 +141,7 @@ def measure_size(
     """All storages and the direct path at one size, interleaved, best of N."""
     stages = ["ingest", "labels", *(["churn"] if args.churn else [])]
     days = args.days_for.get(size, args.days)
-    raw = bench_settings(base, size, days, work)
+    raw = bench_settings(base, size, days, work, args.tables)
     paths = [("direct", None), *(("assets", s) for s in args.storage)]
     best: dict[str, Any] = {}
     for rep in range(args.repeats):
@@ -241,6 +243,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=273,
         help="days of the backfill (ending at the settings' end_date)",
     )
+    p.add_argument(
+        "--tables",
+        default="transactions",
+        help="synthetic tables (comma-separated): raw → features → labels reads transactions; "
+        "add interactions to also ingest the clickstream",
+    )
     p.add_argument("--repeats", type=int, default=1, help="N: best of N per path")
     p.add_argument("--churn", action="store_true", help="also month M's churn challenger")
     p.add_argument("--demo", action="store_true", help="also time scripts/demo.sh")
@@ -266,6 +274,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.sizes = [int(s[0]) for s in sized]
         args.days_for = {int(s[0]): int(s[1]) for s in sized if len(s) == 2}
         args.storage = [s for s in str(args.storage).split(",") if s]
+        args.tables = [t for t in str(args.tables).split(",") if t]
         unknown = set(args.storage) - set(STORAGES)
         if unknown or not args.sizes or args.repeats < 1 or args.days < 2:
             p.error(f"bad --storage {sorted(unknown)} / --sizes / --repeats / --days")

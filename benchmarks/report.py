@@ -86,6 +86,29 @@ def _f(value: float, digits: int = 1) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
 
 
+def growth(rows: list[dict[str, Any]]) -> list[str]:
+    """Seconds per million customer-days of the whole backfill, per size: flat means linear."""
+    totals = [r for r in rows if r["stage"] == "total"]
+    if len({r["size"] for r in totals}) < 2:
+        return []
+    out = [
+        "",
+        "## Growth with customers (raw → features → labels, both runs)",
+        "",
+        "| storage | customers | days | customer-days (M) | assets s per M | direct s per M | "
+        "assets peak RSS MiB | direct peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(totals, key=lambda r: (r["storage"], r["size"])):
+        m = r["size"] * r["days"] / 1e6
+        out.append(
+            f"| {r['storage']} | {r['size']:,} | {r['days']} | {_f(m)} | "
+            f"{_f(r['assets_s'] / m, 2)} | {_f(r['direct_s'] / m, 2)} | "
+            f"{_f(r['assets_rss_mb'], 0)} | {_f(r['direct_rss_mb'], 0)} |"
+        )
+    return out
+
+
 def markdown(rows: list[dict[str, Any]], demo: dict[str, Any] | None, head: str) -> str:
     """The header, the ratio table, the per-run breakdown and the demo row."""
     out = [
@@ -106,6 +129,7 @@ def markdown(rows: list[dict[str, Any]], demo: dict[str, Any] | None, head: str)
             f"{_f(r['direct_s'])} | {_f(r['ratio'], 2)}× | {_f(r['assets_rss_mb'], 0)} | "
             f"{_f(r['direct_rss_mb'], 0)} |"
         )
+    out += growth(rows)
     out += [
         "",
         "## Where the seconds of each run go (from the run's own event log)",

@@ -45,6 +45,12 @@ class WarehouseSettings(_Strict):
 
     database: str = "data/warehouse.duckdb"
     artifact_root: str = "data/artifacts"
+    memory_limit: str = Field(
+        "4GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit for the warehouse's connections (its default is 80% "
+        "of RAM): past it, joins and windows spill to disk instead of growing the process.",
+    )
 
     @field_validator("database", "artifact_root")
     @classmethod
@@ -75,6 +81,19 @@ class SyntheticSettings(_Strict):
     n_customers: Annotated[int, Field(gt=0)] = 5000
     n_items: Annotated[int, Field(gt=0)] = 1000
     incident: IncidentSettings | None = None
+    tables: tuple[Literal["transactions", "interactions"], ...] = Field(
+        ("transactions", "interactions"),
+        min_length=1,
+        description="The tables the synthetic shop provides: both, or one to play an export "
+        "that has only orders or only events (the families without their table are left out).",
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _unique_tables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a table is named twice: {list(value)}")
+        return value
 
 
 class ColumnMap(_Strict):
@@ -181,7 +200,7 @@ class SourceSettings(_Strict):
             queries = {"transactions": self.sql.transactions_query}
             queries["interactions"] = self.sql.interactions_query
             return tuple(t for t in ("transactions", "interactions") if queries[t])
-        return ("transactions", "interactions")
+        return tuple(t for t in ("transactions", "interactions") if t in self.synthetic.tables)
 
 
 class ValidationSettings(_Strict):

@@ -137,6 +137,9 @@ class SyntheticConfig:
     n_customers: int = 5000
     n_items: int = 1000
     n_factors: int = 8  # latent taste dimensions
+    # False: purchases only (an orders export with no clickstream); the interactions frame is
+    # empty and memory holds one chunk's events at most. Transactions are the same either way.
+    interactions: bool = True
     # --- population -----------------------------------------------------------------
     initial_share: float = 0.5  # share of customers already signed up at `start`
     prior_tenure_days: int = 365  # their signup dates are spread over this many prior days
@@ -495,6 +498,16 @@ def _apply_incident(
     return transactions.assign(amount=amount), hit
 
 
+def _kept(cfg: SyntheticConfig, events: _Events) -> _Events:
+    """A chunk's events as kept: all of them, or only its purchases (the first ``n_buy``)."""
+    if cfg.interactions:
+        return events
+    n = events.n_buy
+    return _Events(
+        events.user[:n], events.item[:n], events.ts[:n], events.weight[:n], events.amount, n
+    )
+
+
 def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
     """Generate the shop described by ``cfg``; deterministic in ``cfg`` (seed included)."""
     root = np.random.SeedSequence(cfg.seed)
@@ -505,7 +518,7 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
     chunk = max(1, _CHUNK_CELLS // max(cfg.n_items, cfg.n_days))
     bounds = range(0, cfg.n_customers, chunk)
     parts = [
-        _generate_chunk(cfg, pop, cat, slice(lo, lo + chunk), np.random.default_rng(ss))
+        _kept(cfg, _generate_chunk(cfg, pop, cat, slice(lo, lo + chunk), np.random.default_rng(ss)))
         for lo, ss in zip(bounds, events_ss.spawn(len(bounds)), strict=True)
     ]
 
@@ -537,6 +550,8 @@ def generate_shop(cfg: SyntheticConfig) -> SyntheticShop:
             "weight": i_weight[order],
         }
     )
+    if not cfg.interactions:  # the chunks kept purchases only: no clickstream at all
+        interactions = interactions.iloc[:0]
 
     # A fourth child stream: the first three (and so every row) are unchanged by an incident.
     (incident_ss,) = root.spawn(1)

@@ -66,6 +66,8 @@ class SyntheticSource(EventSource):
     incident_end: str | None = None
     incident_share: float = 0.5
     incident_factor: float = 100.0
+    # False: the shop has no clickstream (settings source.synthetic.tables: [transactions]).
+    interactions: bool = True
 
     def shop(self) -> SyntheticShop:
         return _shop(
@@ -76,6 +78,7 @@ class SyntheticSource(EventSource):
                 n_customers=self.n_customers,
                 n_items=self.n_items,
                 incident=self._incident(),
+                interactions=self.interactions,
             )
         )
 
@@ -201,4 +204,5 @@ def source_from_settings(settings: Settings) -> EventSource:
         incident_end=incident.end.isoformat() if incident else None,
         incident_share=incident.share if incident else 0.5,
         incident_factor=incident.factor if incident else 100.0,
+        interactions="interactions" in src.synthetic.tables,
     )

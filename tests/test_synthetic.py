@@ -238,3 +238,32 @@ def test_config_validation() -> None:
         SyntheticConfig(start=END, end=START)
     with pytest.raises(ValueError, match="churn_6m"):
         SyntheticConfig(start=START, end=END, churn_6m=1.5)
+
+
+def test_purchases_only_shop_has_the_same_transactions_and_no_clickstream(
+    shop: SyntheticShop,
+) -> None:
+    """``interactions=False`` (settings source.synthetic.tables: [transactions]) keeps each
+    chunk's purchases only: the orders are row for row those of the full shop."""
+    orders_only = generate_shop(dataclasses.replace(SMALL, interactions=False))
+    pd.testing.assert_frame_equal(orders_only.transactions, shop.transactions)
+    assert orders_only.interactions.empty and len(shop.interactions) > len(shop.transactions)
+    assert list(orders_only.interactions.columns) == list(shop.interactions.columns)
+
+
+def test_settings_with_one_synthetic_table_leave_out_the_other_families_and_ingest() -> None:
+    from assets.keys import Selection
+    from lifecycle.settings import load_settings, parse_settings
+    from resources.sources import source_from_settings
+
+    raw = load_settings().model_dump(mode="json")
+    raw["source"]["synthetic"]["tables"] = ["transactions"]
+    settings = parse_settings(raw, "test settings")
+    selection = Selection.of(settings)
+    assert selection.tables == ("transactions",) and "recommender" not in selection.families
+    assert not any("interactions" in key.to_user_string() for key in selection.ingest)
+    source = source_from_settings(settings)
+    assert source.interactions is False  # type: ignore[attr-defined]
+    raw["source"]["synthetic"]["tables"] = ["transactions", "transactions"]
+    with pytest.raises(ValueError, match="tables"):
+        parse_settings(raw, "test settings")
