@@ -29,8 +29,8 @@ from lifecycle.features import (
 )
 from lifecycle.labels_sql import churn_labels_select
 from lifecycle.settings import Settings
+from resources.lazy_outputs import FrameChunks, SqlRows, chunked_frame_type, sql_rows_type
 from resources.registry import Warehouse
-from resources.warehouse import FrameChunks, SqlRows, chunked_frame_type, sql_rows_type
 
 KINDS = {"duckdb", "pandas", "numpy"}
 ACTIVITY_TABLE = "features.customer_activity"
@@ -165,8 +165,8 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
                 }
             )
 
-        # Validated and written a chunk of customers at a time, inside the warehouse's one
-        # transaction: a million customers over months never sit in memory at once.
+        # Validated and written a chunk of customers at a time (staged, then the range replaced
+        # in one transaction): a million customers over months never sit in memory at once.
         chunks = customer_feature_chunks(activity, days, windows, prior, dormant)
         return dg.Output(
             FrameChunks(

@@ -52,7 +52,7 @@ def bench_settings(
     end = pd.Timestamp(raw["partitions"]["end_date"])
     raw["partitions"]["start_date"] = (end - pd.Timedelta(days=days)).strftime("%Y-%m-%d")
     raw["source"]["synthetic"].update(n_customers=size, incident=None, tables=list(tables))
-    raw["warehouse"] = warehouse_under(root)
+    raw["warehouse"] = {**raw["warehouse"], **warehouse_under(root)}
     parse_settings(raw, "benchmark settings")  # fail here, not in a subprocess
     return raw
 
@@ -80,7 +80,7 @@ def measure_assets(
 ) -> dict[str, dict[str, Any]]:
     """Each stage one run in its own process, sharing one fresh warehouse and instance."""
     root = Path(tempfile.mkdtemp(prefix=f"assets-{storage}-", dir=work))
-    raw = {**raw, "warehouse": warehouse_under(root)}
+    raw = {**raw, "warehouse": {**raw["warehouse"], **warehouse_under(root)}}
     settings_file = root / "settings.json"
     settings_file.write_text(json.dumps(raw))
     home = root / "dagster_home"

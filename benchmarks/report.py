@@ -168,7 +168,10 @@ def markdown(rows: list[dict[str, Any]], demo: dict[str, Any] | None, head: str)
         "would keep too), the labels asset's SQL statement in that file (labels); with --churn, "
         "in memory instead (customer_features, churn_labels, churn training set + search + "
         "served refit). Peak RSS: each assets run is its own process (ru_maxrss); the direct stages "
-        "share one process and reset its high-water mark before each stage.",
+        "share one process and reset its high-water mark before each stage. The features asset "
+        "returns its rows lazily (chunks computed as the IO manager stages them), so its "
+        "compute is counted under *write*; the labels are computed by the warehouse inside "
+        "the write too.",
         "",
     ]
     return "\n".join(out)

@@ -247,7 +247,7 @@ def customer_feature_chunks(
     windows: Sequence[int],
     prior: pd.DataFrame | None = None,
     max_dormant_days: int | None = None,
-    chunk_rows: int = 2_000_000,
+    chunk_rows: int = 500_000,
 ) -> Iterator[pd.DataFrame]:
     """The rows of :func:`customer_features` as frames of about ``chunk_rows`` rows each (whole
     customers, every day of ``as_of_days``; each frame in (day, customer) order, customers of

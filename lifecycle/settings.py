@@ -46,7 +46,7 @@ class WarehouseSettings(_Strict):
     database: str = "data/warehouse.duckdb"
     artifact_root: str = "data/artifacts"
     memory_limit: str = Field(
-        "4GB",
+        "2GB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit for the warehouse's connections (its default is 80% "
         "of RAM): past it, joins and windows spill to disk instead of growing the process.",

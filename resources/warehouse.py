@@ -18,21 +18,29 @@ never the version a registered model was trained on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import pandera.pandas as pa
 
 # Internal on purpose: dagster-duckdb builds its IO manager on these base classes and exports
 # none of them; extending the integration (atomic range replace, dataset versions) needs them.
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
-from dagster_pandera import pandera_schema_to_dagster_type
+
+from resources.lazy_outputs import ChunksTypeHandler, FrameChunks, SqlRowsTypeHandler
+from resources.warehouse_sql import (
+    column_schema,
+    insert_frame,
+    row_count,
+    table_exists,
+    typed_projection,
+    widen,
+)
 
 
 class WarehouseFileError(RuntimeError):
@@ -61,14 +69,6 @@ MANIFESTS = "manifests"
 VERSIONS_SUFFIX = "_versions"
 
 
-def table_exists(connection: Any, schema: str, table: str) -> bool:
-    rows = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(rows[0][0])
-
-
 def _table_exists(connection: Any, table_slice: TableSlice) -> bool:
     return table_exists(connection, table_slice.schema, table_slice.table)
 
@@ -78,39 +78,11 @@ def versions_table(table: str) -> str:
     return f"{table}{VERSIONS_SUFFIX}"
 
 
-def _typed_projection(connection: Any, relation: str) -> str:
-    """``select`` list of ``relation`` with untyped (NULL) columns cast to VARCHAR.
-
-    An empty or all-null object column has DuckDB type NULL; a table created with it could
-    never hold a value.
-    """
-    untyped = [
-        col
-        for col, col_type, *_ in connection.execute(f"describe select * from {relation}").fetchall()
-        if col_type.strip('"') == "NULL"
-    ]
-    casts = ", ".join(f'cast("{c}" as varchar) as "{c}"' for c in untyped)
-    return f"* replace ({casts})" if untyped else "*"
-
-
 def output_manifest(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
     """The dataset manifest an output carries in its ``manifest`` metadata, if any."""
     value = metadata.get("manifest")
     data = getattr(value, "data", value)
     return data if isinstance(data, dict) and data.get("version") else None
-
-
-def widen(connection: Any, table: str, frame: str) -> list[str]:
-    """Add the columns ``frame`` has and ``table`` lacks (rows already there read NULL), so a
-    new feature window or dataset column is a migration, not a binder error; returns them."""
-    have = {row[0] for row in connection.execute(f"describe {table}").fetchall()}
-    added = []
-    for name, col_type, *_ in connection.execute(f"describe select * from {frame}").fetchall():
-        if name not in have:
-            kind = "varchar" if col_type.strip('"') == "NULL" else col_type
-            connection.execute(f'alter table {table} add column "{name}" {kind}')
-            added.append(name)
-    return added
 
 
 def retain_version(
@@ -136,7 +108,7 @@ def retain_version(
     archive = f"{schema}.{table}{VERSIONS_SUFFIX}"
     connection.execute(
         f"create table if not exists {archive} as "
-        f"select {_typed_projection(connection, frame)} from {frame} limit 0"
+        f"select {typed_projection(connection, frame)} from {frame} limit 0"
     )
     widen(connection, archive, frame)
     present = connection.execute(
@@ -162,14 +134,31 @@ def retain_version(
     return not present
 
 
+def _staged(context: Any) -> bool:
+    """Whether this store is a :class:`FrameChunks` output, which runs its own transactions."""
+    dagster_type = getattr(context, "dagster_type", None)
+    return isinstance(context, dg.OutputContext) and (
+        getattr(dagster_type, "typing_type", None) is FrameChunks
+    )
+
+
 class TransactionalDuckDbClient(DuckDbClient):
-    """Every load or store runs inside one BEGIN … COMMIT on one connection."""
+    """Every load or store runs inside one BEGIN … COMMIT on one connection, except a
+    :class:`FrameChunks` store, whose handler stages the chunks and then replaces the range in
+    one transaction of its own (see :class:`ChunksTypeHandler`)."""
 
     @staticmethod
     @contextmanager
     def connect(context: Any, table_slice: TableSlice) -> Iterator[Any]:
         ensure_parent(context.resource_config["database"])
         with DuckDbClient.connect(context, table_slice) as conn:
+            if _staged(context):
+                try:
+                    yield conn
+                except BaseException:
+                    conn.close()
+                    raise
+                return
             conn.execute("begin transaction")
             try:
                 yield conn
@@ -181,35 +170,11 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @staticmethod
     def delete_table_slice(context: Any, table_slice: TableSlice, connection: Any) -> None:
+        if _staged(context):
+            return  # deleted by the handler, in the transaction that inserts the new rows
         # The stock client swallows the missing-table error, which would abort a transaction.
         if _table_exists(connection, table_slice):
             DuckDbClient.delete_table_slice(context, table_slice, connection)
-
-
-def _insert_frame(connection: Any, name: str, frame: pd.DataFrame) -> list[str]:
-    """Create ``name`` from ``frame``'s schema if missing, add columns it lacks, insert by name;
-    returns the columns added."""
-    # No try/finally around the view: unregistering inside an aborted transaction raises
-    # and would hide the real error; the client rolls back and closes the connection.
-    connection.register("_output_frame", frame)
-    projection = _typed_projection(connection, "_output_frame")
-    connection.execute(
-        f"create table if not exists {name} as select {projection} from _output_frame limit 0"
-    )
-    widened = widen(connection, name, "_output_frame")
-    connection.execute(f"insert into {name} by name select * from _output_frame")
-    return widened
-
-
-def _column_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-    )
-
-
-def _row_count(context: dg.OutputContext, rows: int) -> dict[str, int]:
-    key = "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count"
-    return {key: rows}
 
 
 class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
@@ -221,7 +186,7 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
         name = f"{table_slice.schema}.{table_slice.table}"
         manifest = output_manifest(context.output_metadata)
         retained: dict[str, Any] = {}
-        widened = _insert_frame(connection, name, obj)
+        widened = insert_frame(connection, name, obj)
         if manifest is not None:
             appended = retain_version(
                 connection, table_slice.schema, table_slice.table, "_output_frame", manifest
@@ -233,134 +198,12 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
         connection.unregister("_output_frame")
         context.add_output_metadata(
             {
-                **_row_count(context, len(obj)),
+                **row_count(context, len(obj)),
                 **retained,
                 **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": _column_schema(obj),
+                "dagster/column_schema": column_schema(obj),
             }
         )
-
-
-class FrameChunks:
-    """An output written a frame at a time: the rows of one partition range, produced lazily so
-    a million customers over months never sit in memory at once. The IO manager consumes it
-    inside its one transaction (the range is still replaced atomically); ``on_chunk`` sees
-    every frame after it is written (per-day tallies) and ``on_done`` runs once, after the
-    last, with the rows written (per-day metadata). ``empty`` gives the table its columns when
-    there are no rows at all."""
-
-    def __init__(
-        self,
-        chunks: Iterable[pd.DataFrame],
-        empty: pd.DataFrame,
-        on_chunk: Callable[[pd.DataFrame], None] | None = None,
-        on_done: Callable[[int], None] | None = None,
-    ) -> None:
-        self.chunks, self.empty = chunks, empty
-        self.on_chunk, self.on_done = on_chunk, on_done
-
-
-class SqlRows:
-    """An output computed by the warehouse itself: a SELECT over tables already in it, run as
-    ``insert … select`` inside the IO manager's transaction, so nothing passes through Python
-    (labels of 90M customer-days stream and spill in DuckDB). ``on_done`` receives the
-    connection and the table name after the insert (per-day figures by one group-by)."""
-
-    def __init__(self, select: str, on_done: Callable[[Any, str], None] | None = None) -> None:
-        self.select, self.on_done = select, on_done
-
-
-def chunked_frame_type(schema: pa.DataFrameSchema) -> dg.DagsterType:
-    """The Dagster type of a :class:`FrameChunks` output: the pandera schema's columns and
-    description for the UI (as ``dagster-pandera`` shows them); the producer validates every
-    chunk against the schema before it is written, since a lazy output cannot be checked up
-    front."""
-    base = pandera_schema_to_dagster_type(schema)
-    return dg.DagsterType(
-        type_check_fn=lambda _, value: isinstance(value, FrameChunks),
-        name=f"{base.unique_name}Chunks",
-        description=base.description,
-        typing_type=FrameChunks,
-        metadata=base.metadata,
-    )
-
-
-def sql_rows_type(schema: pa.DataFrameSchema) -> dg.DagsterType:
-    """The Dagster type of a :class:`SqlRows` output, showing ``schema``'s columns in the UI;
-    the producer checks the written rows (their preview against the schema, invariants in SQL)."""
-    base = pandera_schema_to_dagster_type(schema)
-    return dg.DagsterType(
-        type_check_fn=lambda _, value: isinstance(value, SqlRows),
-        name=f"{base.unique_name}Sql",
-        description=base.description,
-        typing_type=SqlRows,
-        metadata=base.metadata,
-    )
-
-
-class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
-    """Writes :class:`FrameChunks` by name, chunk after chunk, in the caller's transaction."""
-
-    def handle_output(
-        self, context: dg.OutputContext, table_slice: TableSlice, obj: FrameChunks, connection: Any
-    ) -> None:
-        name = f"{table_slice.schema}.{table_slice.table}"
-        rows, widened = 0, _insert_frame(connection, name, obj.empty)
-        connection.unregister("_output_frame")
-        for chunk in obj.chunks:
-            widened += _insert_frame(connection, name, chunk)
-            connection.unregister("_output_frame")
-            rows += len(chunk)
-            if obj.on_chunk is not None:
-                obj.on_chunk(chunk)
-        if obj.on_done is not None:
-            obj.on_done(rows)
-        context.add_output_metadata(
-            {
-                **_row_count(context, rows),
-                **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": _column_schema(obj.empty),
-            }
-        )
-
-    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> Any:
-        raise TypeError("FrameChunks is an output type: read the table as a pandas DataFrame")
-
-    @property
-    def supported_types(self) -> Sequence[type[object]]:
-        return [FrameChunks]
-
-
-class SqlRowsTypeHandler(DbTypeHandler[SqlRows]):
-    """Runs :class:`SqlRows` as one ``insert … by name select`` in the caller's transaction."""
-
-    def handle_output(
-        self, context: dg.OutputContext, table_slice: TableSlice, obj: SqlRows, connection: Any
-    ) -> None:
-        name = f"{table_slice.schema}.{table_slice.table}"
-        select = f"select * from ({obj.select})"
-        connection.execute(f"create table if not exists {name} as {select} limit 0")
-        widened = widen(connection, name, f"({obj.select})")
-        rows = connection.execute(f"insert into {name} by name {select}").fetchone()[0]
-        if obj.on_done is not None:
-            obj.on_done(connection, name)
-        columns = connection.execute(f"describe {select} limit 0").fetchall()
-        context.add_output_metadata(
-            {
-                **_row_count(context, int(rows)),
-                **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=str(c[0]), type=str(c[1])) for c in columns]
-                ),
-            }
-        )
-
-    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> Any:
-        raise TypeError("SqlRows is an output type: read the table as a pandas DataFrame")
-
-    @property
-    def supported_types(self) -> Sequence[type[object]]:
-        return [SqlRows]
 
 
 class WarehouseIOManager(DuckDBPandasIOManager):

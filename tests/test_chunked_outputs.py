@@ -6,7 +6,6 @@ replace a partition range atomically (a failure in the middle keeps the old rows
 their counts.
 """
 
-
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import pandas as pd
 import pytest
 
 from lifecycle.features import customer_feature_chunks, customer_features
-from resources.warehouse import FrameChunks, SqlRows, WarehouseIOManager
+from resources.lazy_outputs import FrameChunks, SqlRows
+from resources.warehouse import WarehouseIOManager
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
 
@@ -111,9 +111,12 @@ def test_frame_chunks_replace_a_partition_atomically(tmp_path: Path) -> None:
         raise_on_error=False,
     )
     assert not broken.success
-    # Two chunks were inserted before the failure; the transaction rolled them back and kept
-    # the old rows of the day.
+    # Two chunks were staged before the failure; the day keeps its old rows and no staging
+    # table is left behind.
     pd.testing.assert_frame_equal(_rows(tmp_path, "t.chunked"), first)
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    assert tables == {"chunked"}
 
 
 def test_sql_rows_are_computed_in_the_warehouse_and_replace_the_range(tmp_path: Path) -> None:
@@ -152,7 +155,7 @@ def test_sql_rows_are_computed_in_the_warehouse_and_replace_the_range(tmp_path: 
 
 
 def test_chunked_outputs_cannot_be_read_back_as_themselves(tmp_path: Path) -> None:
-    from resources.warehouse import ChunksTypeHandler, SqlRowsTypeHandler
+    from resources.lazy_outputs import ChunksTypeHandler, SqlRowsTypeHandler
 
     for handler in (ChunksTypeHandler(), SqlRowsTypeHandler()):
         with pytest.raises(TypeError, match="output type"):
