@@ -163,7 +163,7 @@ def markdown(rows: list[dict[str, Any]], demo: dict[str, Any] | None, head: str)
         "Ratio = through the assets / direct. Assets seconds are the Dagster run's wall clock "
         "(`jobs.cli._run`, as `lifecycle demo`), without the process start and code-location "
         "load (`process s`). Direct = the same lifecycle functions with no Dagster: generate_shop "
-        "+ validate_rows with per-day quarantine shares for both tables + daily_activity + "
+        "+ validate_rows with per-day quarantine shares for the benchmark's tables + daily_activity + "
         "customer_feature_chunks appended to a DuckDB file (raw → features, the table a script "
         "would keep too), the labels asset's SQL statement in that file (labels); with --churn, "
         "in memory instead (customer_features, churn_labels, churn training set + search + "

@@ -50,32 +50,28 @@ class SqlRows:
         self.select, self.on_done = select, on_done
 
 
-def chunked_frame_type(schema: pa.DataFrameSchema) -> dg.DagsterType:
-    """The Dagster type of a :class:`FrameChunks` output: the pandera schema's columns and
-    description for the UI (as ``dagster-pandera`` shows them); the producer validates every
-    chunk against the schema before it is written, since a lazy output cannot be checked up
-    front."""
+def _output_type(schema: pa.DataFrameSchema, kind: type, suffix: str) -> dg.DagsterType:
+    """A Dagster type for ``kind`` showing ``schema``'s columns and description in the UI (as
+    ``dagster-pandera`` shows them). A lazy output cannot be checked up front: the producer
+    validates what it writes (every chunk; the preview and SQL invariants of SqlRows)."""
     base = pandera_schema_to_dagster_type(schema)
     return dg.DagsterType(
-        type_check_fn=lambda _, value: isinstance(value, FrameChunks),
-        name=f"{base.unique_name}Chunks",
+        type_check_fn=lambda _, value: isinstance(value, kind),
+        name=f"{base.unique_name}{suffix}",
         description=base.description,
-        typing_type=FrameChunks,
+        typing_type=kind,
         metadata=base.metadata,
     )
+
+
+def chunked_frame_type(schema: pa.DataFrameSchema) -> dg.DagsterType:
+    """The Dagster type of a :class:`FrameChunks` output of ``schema``'s rows."""
+    return _output_type(schema, FrameChunks, "Chunks")
 
 
 def sql_rows_type(schema: pa.DataFrameSchema) -> dg.DagsterType:
-    """The Dagster type of a :class:`SqlRows` output, showing ``schema``'s columns in the UI;
-    the producer checks the written rows (their preview against the schema, invariants in SQL)."""
-    base = pandera_schema_to_dagster_type(schema)
-    return dg.DagsterType(
-        type_check_fn=lambda _, value: isinstance(value, SqlRows),
-        name=f"{base.unique_name}Sql",
-        description=base.description,
-        typing_type=SqlRows,
-        metadata=base.metadata,
-    )
+    """The Dagster type of a :class:`SqlRows` output of ``schema``'s rows."""
+    return _output_type(schema, SqlRows, "Sql")
 
 
 class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
