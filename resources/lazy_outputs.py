@@ -18,7 +18,13 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from resources.warehouse_sql import column_schema, insert_frame, row_count, typed_projection, widen
+from resources.warehouse_sql import (
+    column_schema,
+    insert_frame,
+    typed_projection,
+    widen,
+    write_metadata,
+)
 
 
 class FrameChunks:
@@ -81,7 +87,8 @@ class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
     transaction grew the process to 5.6 GB whatever ``memory_limit`` said (a transaction keeps
     its appends in memory), staged it stayed at ~1 GB, and the final ``insert … select`` is
     written to disk as it goes. The range is still replaced atomically: a failure before the
-    last transaction leaves the old rows and only a staging table, dropped on the next try."""
+    last transaction leaves the old rows; the staging table is dropped then (one left by a killed
+    process is dropped by the next write)."""
 
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: FrameChunks, connection: Any
@@ -121,13 +128,11 @@ class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
             obj.on_done(rows)
         context.add_output_metadata(
             {
-                **row_count(context, rows),
+                **write_metadata(context, rows, widened, column_schema(obj.empty)),
                 # Producing and staging the chunks (the producer's compute included), then the
                 # one transaction that replaces the range.
                 "staging_seconds": dg.MetadataValue.float(round(staged_at - started, 2)),
                 "replace_seconds": dg.MetadataValue.float(round(done_at - staged_at, 2)),
-                **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": column_schema(obj.empty),
             }
         )
 
@@ -153,15 +158,10 @@ class SqlRowsTypeHandler(DbTypeHandler[SqlRows]):
         if obj.on_done is not None:
             obj.on_done(connection, name)
         columns = connection.execute(f"describe {select} limit 0").fetchall()
-        context.add_output_metadata(
-            {
-                **row_count(context, int(rows)),
-                **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=str(c[0]), type=str(c[1])) for c in columns]
-                ),
-            }
+        schema = dg.TableSchema(
+            columns=[dg.TableColumn(name=str(c[0]), type=str(c[1])) for c in columns]
         )
+        context.add_output_metadata(write_metadata(context, int(rows), widened, schema))
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> Any:
         raise TypeError("SqlRows is an output type: read the table as a pandas DataFrame")

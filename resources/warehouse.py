@@ -36,10 +36,10 @@ from resources.lazy_outputs import ChunksTypeHandler, FrameChunks, SqlRowsTypeHa
 from resources.warehouse_sql import (
     column_schema,
     insert_frame,
-    row_count,
     table_exists,
     typed_projection,
     widen,
+    write_metadata,
 )
 
 
@@ -197,12 +197,7 @@ class ByNamePandasTypeHandler(DuckDBPandasTypeHandler):
             }
         connection.unregister("_output_frame")
         context.add_output_metadata(
-            {
-                **row_count(context, len(obj)),
-                **retained,
-                **({"columns_added": ", ".join(widened)} if widened else {}),
-                "dagster/column_schema": column_schema(obj),
-            }
+            {**write_metadata(context, len(obj), widened, column_schema(obj)), **retained}
         )
 
 

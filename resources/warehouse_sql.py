@@ -69,3 +69,14 @@ def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
 def row_count(context: dg.OutputContext, rows: int) -> dict[str, int]:
     key = "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count"
     return {key: rows}
+
+
+def write_metadata(
+    context: dg.OutputContext, rows: int, widened: list[str], schema: dg.TableSchema
+) -> dict[str, Any]:
+    """What every warehouse write reports: its row count, the columns it added, its schema."""
+    return {
+        **row_count(context, rows),
+        **({"columns_added": ", ".join(widened)} if widened else {}),
+        "dagster/column_schema": schema,
+    }

@@ -141,20 +141,24 @@ class World:
         with duckdb.connect(self.settings.warehouse.database) as con:
             return con.execute(query, params or []).fetchdf()
 
+    def shuffle_column(
+        self, table: str, column: str, where: str, params: list, seed: int = 0
+    ) -> duckdb.DuckDBPyConnection:
+        """Permute ``column`` over the rows of ``table`` matching ``where`` (bad data reaching a
+        training set); returns the open connection for a follow-up statement."""
+        rng = np.random.default_rng(seed)
+        con = duckdb.connect(self.settings.warehouse.database)
+        rows = con.execute(f"select rowid, {column} from {table} where {where}", params).fetchdf()
+        shuffled = pd.DataFrame({"i": rows["rowid"], "v": rng.permutation(rows[column])})
+        con.register("shuffled", shuffled)
+        con.execute(f"update {table} t set {column} = s.v from shuffled s where t.rowid = s.i")
+        return con
+
     def shuffle_churn_labels(self, month: str) -> None:
         """Bad data reaches a training set: its churn labels no longer follow the customers."""
-        rng = np.random.default_rng(0)
-        with duckdb.connect(self.settings.warehouse.database) as con:
-            rows = con.execute(
-                "select rowid, churned from datasets.churn_training_set where dataset_month = ?",
-                [pd.Timestamp(month)],
-            ).fetchdf()
-            shuffled = pd.DataFrame({"i": rows["rowid"], "c": rng.permutation(rows["churned"])})
-            con.register("shuffled", shuffled)
-            con.execute(
-                "update datasets.churn_training_set t set churned = s.c from shuffled s "
-                "where t.rowid = s.i"
-            )
+        self.shuffle_column(
+            "datasets.churn_training_set", "churned", "dataset_month = ?", [pd.Timestamp(month)]
+        ).close()
 
     def champion(self) -> str | None:
         mv = self.registry.alias(self.model, "champion")

@@ -128,3 +128,15 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
     bad.write_text("partitions: {start_date: 2026-01-01}\nlabels: {horizn_days: 3}\n")
     with pytest.raises(SettingsError, match=r"labels\.horizn_days"):
         load_settings(bad)
+
+
+def test_warehouse_memory_limit_reaches_both_duckdb_resources() -> None:
+    """``warehouse.memory_limit`` bounds DuckDB in the IO manager and the warehouse resource."""
+    raw = load_settings().model_dump(mode="json")
+    raw["warehouse"]["memory_limit"] = "768MB"
+    from lifecycle.settings import parse_settings
+
+    defs = definitions.build_defs(parse_settings(raw, "test settings"))
+    for key in ("io_manager", "warehouse"):
+        resource = defs.resources[key]
+        assert resource.connection_config == {"memory_limit": "768MB"}, key  # type: ignore[union-attr]

@@ -4,8 +4,6 @@ for unknown users, block a challenger trained on shuffled interactions, roll bac
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,21 +142,15 @@ def test_cli_answers_known_and_unknown_users(world: World, capsys, monkeypatch) 
 
 def test_challenger_on_shuffled_interactions_is_blocked(world: World) -> None:
     assert world.run([REC_DATASET], partition=APRIL).success
-    rng = np.random.default_rng(1)
-    with duckdb.connect(world.settings.warehouse.database) as con:
-        rows = con.execute(
-            "select rowid, item_id from datasets.interactions_training_set "
-            "where dataset_month = ? and split <> 'gate'",
-            [pd.Timestamp(APRIL)],
-        ).fetchdf()
-        # Items permuted independently of users in everything the judged fit trains on:
-        # popularity survives, personal taste does not.
-        shuffled = pd.DataFrame({"i": rows["rowid"], "item": rng.permutation(rows["item_id"])})
-        con.register("shuffled", shuffled)
-        con.execute(
-            "update datasets.interactions_training_set t set item_id = s.item "
-            "from shuffled s where t.rowid = s.i"
-        )
+    # Items permuted independently of users in everything the judged fit trains on:
+    # popularity survives, personal taste does not.
+    with world.shuffle_column(
+        "datasets.interactions_training_set",
+        "item_id",
+        "dataset_month = ? and split <> 'gate'",
+        [pd.Timestamp(APRIL)],
+        seed=1,
+    ) as con:
         # A pair is stored once: drop the train/selection copies the permutation duplicated.
         con.execute(
             "delete from datasets.interactions_training_set where rowid in (select rowid from "

@@ -76,6 +76,9 @@ def test_env_var_chooses_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (("schedules", "daily_time"), "8am", "schedules.daily_time"),
         (("source", "synthetic", "n_customers"), -3, "source.synthetic.n_customers"),
         (("timezone",), "../etc", "timezone"),
+        (("warehouse", "memory_limit"), "lots", "warehouse.memory_limit"),
+        (("source", "synthetic", "tables"), ["orders"], "source.synthetic.tables"),
+        (("source", "synthetic", "tables"), [], "source.synthetic.tables"),
     ],
 )
 def test_invalid_value_names_dotted_key(path: tuple[str, ...], value: Any, named: str) -> None:
