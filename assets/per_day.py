@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import json_safe, table_value
-from lifecycle import gates
+from lifecycle import gates, metrics
 
 DAYS_TAG = "lifecycle/days"
 
@@ -263,25 +263,27 @@ def score_day_results(
     """Each day's score drift (PSI of that day's scores against the training scores) and
     completeness (one score per active customer that day): the verdict a reviewer reads on
     that day, not one for the whole range."""
-    scored = table.groupby(day_key(table["as_of_date"]).to_numpy()).indices if len(table) else {}
-    active = (
-        population.groupby(day_key(population["as_of_date"]).to_numpy()).indices
-        if len(population)
-        else {}
-    )
+    day_of = {day: i for i, day in enumerate(days)}
+    codes = day_key(table["as_of_date"]).map(day_of) if len(table) else pd.Series(dtype=float)
+    if codes.isna().any():
+        raise ValueError("scores dated outside the range's days")
+    codes = codes.to_numpy(dtype=np.int64)
+    drift = metrics.psi_by_group(reference, table["score"].to_numpy(), codes, len(days))
+    rows = np.bincount(codes, minlength=len(days))
+    counts = gates.completeness_by_day(table, population)
+    counts.index = day_key(pd.Series(counts.index))
+    counts = counts.reindex(days, fill_value=0)
     results = {}
-    for day in days:
-        rows = table.iloc[scored.get(day, [])]
-        drift = gates.score_drift(reference, rows["score"].to_numpy(), bound)
-        complete = gates.scores_complete(rows, population.iloc[active.get(day, [])])
+    for i, (day, n) in enumerate(counts.iterrows()):  # metadata per day; the work is above
+        complete = n["missing"] == 0 and n["duplicated"] == 0
         results[day] = (
-            drift.passed and complete.passed,
+            bool(drift[i] <= bound) and bool(complete),
             {
-                "score_psi": round(drift.observed, 4),
-                "bound": drift.threshold,
-                "scored_rows": len(rows),
-                "active_customers": int(complete.threshold),
-                "completeness": complete.detail,
+                "score_psi": round(float(drift[i]), 4),
+                "bound": bound,
+                "scored_rows": int(rows[i]),
+                "active_customers": int(n["expected"]),
+                "completeness": gates.completeness_detail(*(int(v) for v in n)),
             },
         )
     return results

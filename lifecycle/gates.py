@@ -208,21 +208,40 @@ def score_drift(reference: np.ndarray, current: np.ndarray, max_psi: float) -> C
     )
 
 
-def scores_complete(scores: pd.DataFrame, population: pd.DataFrame) -> CheckOutcome:
-    """Exactly one finite score per active (day, customer): nobody missed, nobody twice."""
+def completeness_by_day(scores: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
+    """Per ``as_of_date``: finite scores, active customers (expected), customers with no
+    finite score (missing) and repeated scores (duplicated); one pass over the range."""
     keys = ["as_of_date", "customer_id"]
     expected = population[keys].drop_duplicates()
     scored = scores.loc[np.isfinite(scores["score"].to_numpy()), keys]
-    duplicates = int(scored.duplicated().sum())
-    missing = len(
-        expected.merge(scored.drop_duplicates(), on=keys, how="left", indicator=True).query(
-            "_merge == 'left_only'"
-        )
+    repeated = scored.duplicated()
+    merged = expected.merge(scored.loc[~repeated], on=keys, how="left", indicator=True)
+    counts = pd.DataFrame(
+        {
+            "scored": scored.groupby("as_of_date").size(),
+            "expected": expected.groupby("as_of_date").size(),
+            "missing": (merged["_merge"] == "left_only").groupby(merged["as_of_date"]).sum(),
+            "duplicated": repeated.groupby(scored["as_of_date"]).sum(),
+        },
+        columns=["scored", "expected", "missing", "duplicated"],
     )
+    return counts.fillna(0).astype("int64")
+
+
+def completeness_detail(scored: int, expected: int, missing: int, duplicated: int) -> str:
+    return (
+        f"{scored} scores for {expected} active customer-days: {missing} missing, "
+        f"{duplicated} duplicated"
+    )
+
+
+def scores_complete(scores: pd.DataFrame, population: pd.DataFrame) -> CheckOutcome:
+    """Exactly one finite score per active (day, customer): nobody missed, nobody twice."""
+    n = completeness_by_day(scores, population).sum()
     return CheckOutcome(
         "scores_complete",
-        passed=duplicates == 0 and missing == 0,
-        observed=float(len(scored)),
-        threshold=float(len(expected)),
-        detail=f"{len(scored)} scores for {len(expected)} active customer-days: {missing} missing, {duplicates} duplicated",
+        passed=bool(n["duplicated"] == 0 and n["missing"] == 0),
+        observed=float(n["scored"]),
+        threshold=float(n["expected"]),
+        detail=completeness_detail(*(int(n[c]) for c in n.index)),
     )

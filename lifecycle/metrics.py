@@ -307,28 +307,47 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     when either side has no values left, so an all-missing partition is visible rather
     than a crash or a fake zero.
     """
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    return float(psi_by_group(expected, a, np.zeros(a.size, dtype=np.int64), 1, bins)[0])
+
+
+def psi_by_group(
+    expected: np.ndarray, actual: np.ndarray, groups: np.ndarray, n_groups: int, bins: int = 10
+) -> np.ndarray:
+    """``psi(expected, actual[groups == g])`` for each g in ``range(n_groups)``, with the
+    reference binned once (a range's days in one pass, not one quantile sort per day)."""
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}")
     e = np.asarray(expected, dtype=np.float64).ravel()
     a = np.asarray(actual, dtype=np.float64).ravel()
+    g = np.asarray(groups, dtype=np.int64).ravel()
+    if a.size != g.size:
+        raise ValueError(f"{a.size} values but {g.size} group codes")
     e = e[~np.isnan(e)]
+    g = g[~np.isnan(a)]
     a = a[~np.isnan(a)]
-    if e.size == 0 or a.size == 0:
-        return float("nan")
+    out = np.full(n_groups, np.nan)
+    if e.size == 0:
+        return out
     levels = np.unique(e)
     if levels.size <= bins:
-        # One bin per reference level plus an "unseen value" bin for actual.
+        # One bin per reference level plus an "unseen value" bin (the last) for actual.
         pos = np.searchsorted(levels, a)
         seen = (pos < levels.size) & (levels[np.minimum(pos, levels.size - 1)] == a)
-        e_share = np.r_[np.bincount(np.searchsorted(levels, e), minlength=levels.size), 0.0]
-        a_counts = np.bincount(pos[seen], minlength=levels.size)
-        a_share = np.r_[a_counts, a.size - seen.sum()]
-        return _psi_from_shares(e_share / e.size, a_share / a.size)
-    edges = np.unique(np.quantile(e, np.linspace(0.0, 1.0, bins + 1))[1:-1])
-    n_bins = edges.size + 1
-    e_share = np.bincount(np.searchsorted(edges, e, side="left"), minlength=n_bins) / e.size
-    a_share = np.bincount(np.searchsorted(edges, a, side="left"), minlength=n_bins) / a.size
-    return _psi_from_shares(e_share, a_share)
+        n_bins = levels.size + 1
+        e_bin = np.searchsorted(levels, e)
+        a_bin = np.where(seen, pos, levels.size)
+    else:
+        edges = np.unique(np.quantile(e, np.linspace(0.0, 1.0, bins + 1))[1:-1])
+        n_bins = edges.size + 1
+        e_bin = np.searchsorted(edges, e, side="left")
+        a_bin = np.searchsorted(edges, a, side="left")
+    e_share = np.bincount(e_bin, minlength=n_bins) / e.size
+    counts = np.bincount(g * n_bins + a_bin, minlength=n_groups * n_bins).reshape(n_groups, -1)
+    sizes = counts.sum(axis=1)
+    for i in np.flatnonzero(sizes):  # one small vector per group: no per-group sorting
+        out[i] = _psi_from_shares(e_share, counts[i] / sizes[i])
+    return out
 
 
 def _categorical_psi(expected: pd.Series, actual: pd.Series) -> float:

@@ -5,11 +5,13 @@ SQLite event log stores a batch one event at a time: four connections and two co
 event, ~15 ms each, so a year-long ranged run of eight daily keys spent most of its time there.
 This storage writes a batch of materialisations (or observations) in one transaction per shard,
 with the same rows, tags and asset entries as one-by-one writes. Anything else is stored as
-before. Same files, same layout as ``storage: sqlite`` (dagster_home/dagster.yaml names it).
+before, over kept connections: a partitioned check's evaluation per day (which Dagster stores
+one at a time) went from ~9 ms to ~3 ms. Same files, same layout as ``storage: sqlite`` (dagster_home/dagster.yaml names it).
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_lo
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 ENGINES_KEPT = 16
 BATCHED = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
@@ -52,9 +54,10 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         # As the parent, with two changes. synchronous=NORMAL: a commit no longer waits for
         # fsync; with the WAL journal Dagster turns on this cannot corrupt the files, and a power
         # cut (not a crash of the process) may lose the last events written, which the local
-        # instance can afford. And the shard's SQLAlchemy engine is kept (the parent builds and
-        # disposes one per statement group, ~1.5 ms each, four per check evaluation); still
-        # NullPool, so every use opens and closes its own SQLite connection as before.
+        # instance can afford. And the shard's engine keeps one idle SQLite connection (the
+        # parent builds an engine and opens a connection per statement group, ~2 ms each, three
+        # per check evaluation). An idle connection holds no lock: other processes (daemon,
+        # webserver, run workers) write the same files as before.
         with self._db_lock:
             engine = self._engine(shard)
             with engine.connect() as conn, conn.begin():
@@ -62,21 +65,37 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def _engine(self, shard: str) -> Engine:
-        engines: OrderedDict[str, Engine] = self.__dict__.setdefault("_engines", OrderedDict())
-        engine = engines.pop(shard, None)
+        # Keyed by process too: a forked child never reuses its parent's SQLite connection.
+        engines: OrderedDict[tuple[int, str], Engine] = self.__dict__.setdefault(
+            "_engines", OrderedDict()
+        )
+        key = (os.getpid(), shard)
+        engine = engines.pop(key, None)
         if engine is None:
             engine = create_engine(
                 self.conn_string_for_shard(shard),
-                poolclass=NullPool,
+                # One kept connection; _initdb's inspector briefly takes a second one.
+                poolclass=QueuePool,
+                pool_size=1,
+                max_overflow=4,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             )
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-        engines[shard] = engine  # most recent last; a long-lived process keeps a few shards
+        engines[key] = engine  # most recent last; a long-lived process keeps a few shards
         while len(engines) > ENGINES_KEPT:
-            engines.popitem(last=False)[1].dispose()
+            (pid, _), old = engines.popitem(last=False)
+            old.dispose(close=pid == os.getpid())
         return engine
+
+    def has_table(self, table_name: str) -> bool:
+        # Asked before every check evaluation is stored (supports_asset_checks), each time with
+        # a new engine and connection (~1 ms); a table that exists stays, so a yes is kept.
+        tables: set[str] = self.__dict__.setdefault("_tables", set())
+        if table_name not in tables and super().has_table(table_name):
+            tables.add(table_name)
+        return table_name in tables
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         kinds = {e.dagster_event_type for e in events}

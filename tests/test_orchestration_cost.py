@@ -129,3 +129,40 @@ def test_a_failed_ranged_run_leaves_its_days_missing_not_failed(
     assert status is not None
     expected = None if flag == "true" else AssetPartitionStatus.FAILED
     assert set(status.values()) == {expected}
+
+
+def _report_check(instance: dg.DagsterInstance, day: str) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("kept"), check_name="c", passed=True, partition=day
+        )
+    )
+
+
+def test_kept_connections_serve_other_threads_and_processes(
+    shipped_instance: dg.DagsterInstance,
+) -> None:
+    """The storage keeps one SQLite connection per shard: it must still work from another
+    thread (the webserver's), and another process writing the same files must not be locked
+    out by the idle connection, nor its writes hidden from this one."""
+    import threading
+
+    instance = shipped_instance
+    _report_check(instance, "2026-01-01")  # opens and keeps the index shard's connection
+    worker = threading.Thread(target=_report_check, args=(instance, "2026-01-02"))
+    worker.start()
+    worker.join()
+    code = (
+        "import dagster as dg\nfrom tests.test_orchestration_cost import _report_check\n"
+        "_report_check(dg.DagsterInstance.get(), '2026-01-03')"
+    )
+    env = {**os.environ, "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    _report_check(instance, "2026-01-04")
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("kept"), "c"), limit=10
+    )
+    assert sorted(h.partition for h in history) == [f"2026-01-0{d}" for d in range(1, 5)]
