@@ -116,7 +116,12 @@ def test_local_instance_folder_keeps_only_its_config_in_git() -> None:
 
 def test_production_instance_validates_and_takes_credentials_from_env(tmp_path: Path) -> None:
     config = instance_config(DEPLOY_INSTANCE, tmp_path)
-    postgres = config["storage"]["postgres"]["postgres_db"]
+    storage = config["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == (
+        "resources.pg_storage",
+        "PooledPostgresStorage",
+    )
+    postgres = storage["config"]["postgres_db"]
     assert {k: postgres[k] for k in PG_ENV} == {k: {"env": v} for k, v in PG_ENV.items()}
     assert postgres["scheme"] == "postgresql+psycopg2"
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 1
@@ -147,10 +152,11 @@ def test_production_instance_names_real_classes(
         "compute_logs": ref.compute_logs_data,
     }
     assert {k: (v.module_name, v.class_name) for k, v in named.items() if v} == {
-        "storage": ("dagster_postgres", "DagsterPostgresStorage"),
-        "runs": ("dagster_postgres", "PostgresRunStorage"),
-        "event_log": ("dagster_postgres", "PostgresEventLogStorage"),
-        "schedules": ("dagster_postgres", "PostgresScheduleStorage"),
+        "storage": ("resources.pg_storage", "PooledPostgresStorage"),
+        # A custom storage is reached through Dagster's wrappers of its three parts.
+        "runs": ("dagster._core.storage.legacy_storage", "LegacyRunStorage"),
+        "event_log": ("dagster._core.storage.legacy_storage", "LegacyEventLogStorage"),
+        "schedules": ("dagster._core.storage.legacy_storage", "LegacyScheduleStorage"),
         "run_launcher": ("dagster_k8s", "K8sRunLauncher"),
         "compute_logs": (
             "dagster._core.storage.noop_compute_log_manager",

@@ -18,15 +18,11 @@ import pytest
 import yaml
 from conftest import run
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster_postgres import (
-    DagsterPostgresStorage,
-    PostgresEventLogStorage,
-    PostgresRunStorage,
-    PostgresScheduleStorage,
-)
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from definitions import build_defs
 from lifecycle.settings import Settings
+from resources.pg_storage import PooledPostgresStorage
 
 DEPLOY_INSTANCE = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 HOST, PORT, ADMIN_USER = "127.0.0.1", 5432, "postgres"
@@ -114,10 +110,12 @@ def test_assets_materialise_on_the_shipped_postgres_instance(
     with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
         ref = instance.get_ref()
         assert ref.storage_data is not None
-        assert ref.storage_data.class_name == DagsterPostgresStorage.__name__
-        assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
-        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert ref.storage_data.class_name == PooledPostgresStorage.__name__
+        storage = ref.storage
+        assert isinstance(storage, PooledPostgresStorage)
+        assert isinstance(storage.run_storage, PostgresRunStorage)
+        assert isinstance(storage.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(storage.schedule_storage, PostgresScheduleStorage)
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 1
 
@@ -162,3 +160,38 @@ def test_assets_materialise_on_the_shipped_postgres_instance(
 
     # And the rows really are in the new database, not in a SQLite fallback.
     assert table_counts(pg_database) == {"runs": 1, "materialisations": 6, "checks": 2}
+
+
+def _sessions(dbname: str) -> int:
+    """Server sessions ever opened on the database (pg_stat_database.sessions, PostgreSQL 14+)."""
+    conn = admin_connection(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_stat_clear_snapshot()")
+            cur.execute("select sessions from pg_stat_database where datname = %s", (dbname,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_event_log_keeps_its_connection_between_events(
+    instance_dir: Path, pg_database: str
+) -> None:
+    """dagster-postgres alone opens a server session per event outside the webserver (one
+    check evaluation: three); the shipped storage keeps one for the process."""
+    key = dg.AssetKey("pooled")
+    with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))  # connection opened
+        before = _sessions(pg_database)
+        for day in range(1, 21):
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=key, check_name="c", passed=True, partition=f"2026-01-{day:02d}"
+                )
+            )
+        opened = _sessions(pg_database) - before
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(key, "c"), limit=50
+        )
+    assert len(history) == 20
+    assert opened <= 3, f"{opened} sessions for 20 check evaluations"
