@@ -21,7 +21,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from resources.warehouse_sql import (
     column_schema,
     insert_frame,
-    typed_projection,
+    table_exists,
     widen,
     write_metadata,
 )
@@ -88,7 +88,8 @@ class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
     its appends in memory), staged it stayed at ~1 GB, and the final ``insert … select`` is
     written to disk as it goes. The range is still replaced atomically: a failure before the
     last transaction leaves the old rows; the staging table is dropped then (one left by a killed
-    process is dropped by the next write)."""
+    process is dropped by the next write). A table's first write renames the staging table
+    instead of copying it (27M rows: the copy took 6.5 s)."""
 
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: FrameChunks, connection: Any
@@ -107,16 +108,18 @@ class ChunksTypeHandler(DbTypeHandler[FrameChunks]):
                 if obj.on_chunk is not None:
                     obj.on_chunk(chunk)
             staged_at = time.perf_counter()
+            exists = table_exists(connection, table_slice.schema, table_slice.table)
             connection.execute("begin transaction")
             try:
-                connection.execute(
-                    f"create table if not exists {name} as "
-                    f"select {typed_projection(connection, staging)} from {staging} limit 0"
-                )
-                widened = widen(connection, name, staging)
-                DuckDbClient.delete_table_slice(context, table_slice, connection)
-                connection.execute(f"insert into {name} by name select * from {staging}")
-                connection.execute(f"drop table {staging}")
+                if exists:
+                    widened = widen(connection, name, staging)
+                    DuckDbClient.delete_table_slice(context, table_slice, connection)
+                    connection.execute(f"insert into {name} by name select * from {staging}")
+                    connection.execute(f"drop table {staging}")
+                else:
+                    # The table's first write (typically the big historic backfill): the staged
+                    # table, typed as a new one would be, becomes it without a copy.
+                    connection.execute(f"alter table {staging} rename to {table_slice.table}")
             except BaseException:
                 connection.execute("rollback")
                 raise

@@ -160,3 +160,42 @@ def test_chunked_outputs_cannot_be_read_back_as_themselves(tmp_path: Path) -> No
     for handler in (ChunksTypeHandler(), SqlRowsTypeHandler()):
         with pytest.raises(TypeError, match="output type"):
             handler.load_input(None, None, None)  # type: ignore[arg-type]
+
+
+def test_first_write_becomes_the_table_and_later_days_are_added(tmp_path: Path) -> None:
+    """The table's first write renames its staging table; a failed first write leaves no
+    table at all; a later day goes through the copy and both days are there."""
+    broken = dg.materialize(
+        [chunked_asset(1, 1.0)],
+        partition_key="2026-01-03",
+        resources={"io_manager": _io(tmp_path)},
+        raise_on_error=False,
+    )
+    assert not broken.success
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("select table_name from duckdb_tables()").fetchall() == []
+    for day, value in (("2026-01-03", 1.0), ("2026-01-04", 2.0)):
+        done = dg.materialize(
+            [chunked_asset(None, value)],
+            partition_key=day,
+            resources={"io_manager": _io(tmp_path)},
+        )
+        assert done.success
+    rows = _rows(tmp_path, "t.chunked")
+    assert rows.groupby("day")["value"].agg(["size", "max"]).to_dict("list") == {
+        "size": [4, 4],
+        "max": [1.0, 2.0],
+    }
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        names = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+        types = dict(
+            con.execute(
+                "select column_name, data_type from duckdb_columns() where table_name = ?",
+                ["chunked"],
+            ).fetchall()
+        )
+    assert names == {"chunked"}
+    assert types["day"].startswith("TIMESTAMP") and (types["id"], types["value"]) == (
+        "VARCHAR",
+        "DOUBLE",
+    )
