@@ -19,6 +19,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+# Why internals: Dagster's add_asset_metadata(partition_key=...) rebuilds its whole metadata
+# accumulator (a copy and a type check of every partition's entry so far) and lists the run's
+# partitions again on each call, so N days cost O(N²). add_partition_metadata below makes the
+# same entries in one step; these two names are the accumulator's own types.
+from dagster._core.execution.context.metadata_logging import (
+    AssetMetadataHandle,
+    OutputMetadataAccumulator,
+)
+
 from assets.common import json_safe, table_value
 from lifecycle import gates, metrics
 
@@ -135,8 +144,7 @@ class DailyTally:
         the output (``range_rows`` and the spread of rows per day), which every day also shows."""
         days = list(context.partition_keys)
         figures = self.figures(days, extra)
-        for day, meta in figures.items():
-            context.add_asset_metadata(meta, asset_key=asset_key, partition_key=day)
+        add_partition_metadata(context, asset_key, figures)
         per_day = [int(meta["rows"].value) for meta in figures.values()]
         return {
             "range": f"{days[0]}…{days[-1]}",
@@ -145,6 +153,33 @@ class DailyTally:
             "rows_per_day_min": dg.MetadataValue.int(min(per_day)),
             "rows_per_day_max": dg.MetadataValue.int(max(per_day)),
         }
+
+
+def add_partition_metadata(
+    context: dg.AssetExecutionContext,
+    asset_key: dg.AssetKey | None,
+    per_day: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """``context.add_asset_metadata(meta, asset_key=asset_key, partition_key=day)`` for every
+    day of ``per_day``, in one step instead of one O(N) rebuild per day (7,305 days of five
+    assets: 61 s of a 208 s run, cProfile). The first day goes through Dagster's own call and its
+    checks; the rest must be days of this run."""
+    if not per_day:
+        return
+    first, *rest = per_day
+    context.add_asset_metadata(per_day[first], asset_key=asset_key, partition_key=first)
+    stray = sorted(set(rest) - set(context.partition_keys))
+    if stray:
+        raise dg.DagsterInvariantViolationError(
+            f"metadata for partition(s) {', '.join(stray[:5])} not targeted by this run"
+        )
+    key = asset_key or context.assets_def.key
+    step = context.get_step_execution_context()
+    merged = dict(step._metadata_accumulator.per_output_metadata)
+    for day in rest:
+        handle = AssetMetadataHandle(asset_key=key, partition_key=day)
+        merged[handle] = {**merged.get(handle, {}), **per_day[day]}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
 
 
 @dataclass(frozen=True)
