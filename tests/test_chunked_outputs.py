@@ -92,31 +92,36 @@ def chunked_asset(fail_after: int | None, value: float) -> dg.AssetsDefinition:
     return chunked
 
 
-def test_frame_chunks_replace_a_partition_atomically(tmp_path: Path) -> None:
-    ok = dg.materialize(
-        [chunked_asset(None, 1.0)],
-        partition_key="2026-01-03",
+def _write(
+    tmp_path: Path, day: str, fail_after: int | None, value: float
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [chunked_asset(fail_after, value)],
+        partition_key=day,
         resources={"io_manager": _io(tmp_path)},
+        raise_on_error=False,
     )
+
+
+def _tables(tmp_path: Path) -> set[str]:
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        return {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+
+
+def test_frame_chunks_replace_a_partition_atomically(tmp_path: Path) -> None:
+    ok = _write(tmp_path, "2026-01-03", None, 1.0)
+    assert ok.success
     meta = ok.asset_materializations_for_node("t__chunked")[0].metadata
     assert meta["chunks"].value == 3 and meta["n"].value == 4
     assert meta["dagster/partition_row_count"].value == 4
     first = _rows(tmp_path, "t.chunked")
     assert sorted(first["id"]) == ["0000001", "007", "7", "uuid-a"]  # verbatim
 
-    broken = dg.materialize(
-        [chunked_asset(2, 2.0)],
-        partition_key="2026-01-03",
-        resources={"io_manager": _io(tmp_path)},
-        raise_on_error=False,
-    )
-    assert not broken.success
+    assert not _write(tmp_path, "2026-01-03", 2, 2.0).success
     # Two chunks were staged before the failure; the day keeps its old rows and no staging
     # table is left behind.
     pd.testing.assert_frame_equal(_rows(tmp_path, "t.chunked"), first)
-    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
-        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
-    assert tables == {"chunked"}
+    assert _tables(tmp_path) == {"chunked"}
 
 
 def test_sql_rows_are_computed_in_the_warehouse_and_replace_the_range(tmp_path: Path) -> None:
@@ -165,36 +170,23 @@ def test_chunked_outputs_cannot_be_read_back_as_themselves(tmp_path: Path) -> No
 def test_first_write_becomes_the_table_and_later_days_are_added(tmp_path: Path) -> None:
     """The table's first write renames its staging table; a failed first write leaves no
     table at all; a later day goes through the copy and both days are there."""
-    broken = dg.materialize(
-        [chunked_asset(1, 1.0)],
-        partition_key="2026-01-03",
-        resources={"io_manager": _io(tmp_path)},
-        raise_on_error=False,
-    )
-    assert not broken.success
-    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
-        assert con.execute("select table_name from duckdb_tables()").fetchall() == []
+    assert not _write(tmp_path, "2026-01-03", 1, 1.0).success
+    assert _tables(tmp_path) == set()
     for day, value in (("2026-01-03", 1.0), ("2026-01-04", 2.0)):
-        done = dg.materialize(
-            [chunked_asset(None, value)],
-            partition_key=day,
-            resources={"io_manager": _io(tmp_path)},
-        )
-        assert done.success
+        assert _write(tmp_path, day, None, value).success
     rows = _rows(tmp_path, "t.chunked")
     assert rows.groupby("day")["value"].agg(["size", "max"]).to_dict("list") == {
         "size": [4, 4],
         "max": [1.0, 2.0],
     }
+    assert _tables(tmp_path) == {"chunked"}
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
-        names = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
         types = dict(
             con.execute(
                 "select column_name, data_type from duckdb_columns() where table_name = ?",
                 ["chunked"],
             ).fetchall()
         )
-    assert names == {"chunked"}
     assert types["day"].startswith("TIMESTAMP") and (types["id"], types["value"]) == (
         "VARCHAR",
         "DOUBLE",
