@@ -298,11 +298,13 @@ def score_day_results(
     """Each day's score drift (PSI of that day's scores against the training scores) and
     completeness (one score per active customer that day): the verdict a reviewer reads on
     that day, not one for the whole range."""
-    day_of = {day: i for i, day in enumerate(days)}
-    codes = day_key(table["as_of_date"]).map(day_of) if len(table) else pd.Series(dtype=float)
-    if codes.isna().any():
-        raise ValueError("scores dated outside the range's days")
-    codes = codes.to_numpy(dtype=np.int64)
+    codes = np.zeros(0, dtype=np.int64)
+    if len(table):  # each row's position in ``days``, via the sorted distinct days (no strings)
+        row_day, keys = day_codes(table["as_of_date"])
+        position = pd.Index(days).get_indexer(keys)
+        if (position < 0).any():
+            raise ValueError("scores dated outside the range's days")
+        codes = position[row_day]
     drift = metrics.psi_by_group(reference, table["score"].to_numpy(), codes, len(days))
     rows = np.bincount(codes, minlength=len(days))
     counts = gates.completeness_by_day(table, population)
