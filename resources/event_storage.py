@@ -89,6 +89,13 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             old.dispose(close=pid == os.getpid())
         return engine
 
+    def dispose(self) -> None:
+        super().dispose()
+        engines: OrderedDict[tuple[int, str], Engine] = self.__dict__.get("_engines", OrderedDict())
+        while engines:  # the kept connections close with the instance
+            (pid, _), engine = engines.popitem()
+            engine.dispose(close=pid == os.getpid())
+
     def has_table(self, table_name: str) -> bool:
         # Asked before every check evaluation is stored (supports_asset_checks), each time with
         # a new engine and connection (~1 ms); a table that exists stays, so a yes is kept.
