@@ -143,3 +143,35 @@ def test_cli_range_launch_names_its_days(
     assert outcome.status == "ok"
     (launched,) = instance.get_runs()
     assert launched.tags[DAYS_TAG] == "2026-03-02…2026-03-04" == days_tag(*RANGE)[DAYS_TAG]
+
+
+def test_partition_metadata_in_one_step_is_what_dagster_records_per_day(tmp_path: Path) -> None:
+    """add_partition_metadata gives each day its own entries over the output's range-level
+    ones, exactly as add_asset_metadata(partition_key=day) would, and refuses a day the run
+    does not target."""
+    from assets.per_day import add_partition_metadata
+
+    parts = dg.DailyPartitionsDefinition(start_date="2026-03-01")
+    asked: dict[str, dict] = {}
+
+    @dg.asset(partitions_def=parts, backfill_policy=dg.BackfillPolicy.single_run())
+    def daily(context) -> dg.MaterializeResult:  # unannotated: a string annotation is refused
+        add_partition_metadata(context, None, asked)
+        return dg.MaterializeResult(metadata={"rows": -1, "range_rows": 6})
+
+    tags = {
+        "dagster/asset_partition_range_start": DAYS[0],
+        "dagster/asset_partition_range_end": DAYS[-1],
+    }
+    asked.update({day: {"rows": i + 1, "day": day} for i, day in enumerate(DAYS)})
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert dg.materialize([daily], instance=instance, tags=tags).success
+        got = latest_by_day(instance, dg.AssetKey("daily"))
+        assert got == {
+            day: {"rows": i + 1, "day": day, "range_rows": 6} for i, day in enumerate(DAYS)
+        }
+        asked["2026-03-09"] = {"rows": 9}  # not a day of this run
+        failed = dg.materialize([daily], instance=instance, tags=tags, raise_on_error=False)
+        assert not failed.success
+        (failure,) = [e for e in failed.all_events if e.is_step_failure]
+        assert "2026-03-09" in str(failure.step_failure_data.error)
