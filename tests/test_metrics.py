@@ -19,6 +19,7 @@ from lifecycle.metrics import (
     paired_bootstrap_auc_diff,
     pr_auc,
     psi,
+    psi_by_group,
     roc_auc,
     roc_curve,
     top_decile_lift,
@@ -296,3 +297,24 @@ def test_feature_psi_mixed_columns() -> None:
     assert out["spend"] > 0.25
     with pytest.raises(KeyError, match="missing"):
         feature_psi(ref, cur, ["nope"])
+
+
+@pytest.mark.parametrize("kind", ["continuous", "few_levels", "with_nan"])
+def test_psi_by_group_is_psi_of_each_group(kind: str) -> None:
+    """One pass over a range's days gives each day the PSI it would get alone (empty days:
+    NaN), for quantile bins, one-bin-per-level references and missing values alike."""
+    rng = np.random.default_rng(5)
+    if kind == "continuous":
+        expected, actual = rng.normal(size=400), rng.normal(0.3, 1.2, size=300)
+    elif kind == "few_levels":
+        expected = rng.integers(0, 5, size=200).astype(float)
+        actual = rng.integers(0, 7, size=150).astype(float)  # levels 5, 6 unseen
+    else:
+        expected = np.r_[rng.normal(size=80), [np.nan] * 5]
+        actual = np.r_[rng.normal(size=60), [np.nan] * 4]
+    groups = rng.integers(0, 4, size=actual.size)  # group 4 stays empty
+    by_group = psi_by_group(expected, actual, groups, 5)
+    for g in range(4):
+        assert by_group[g] == pytest.approx(psi(expected, actual[groups == g]), abs=1e-12)
+    assert np.isnan(by_group[4])
+    assert len({round(v, 6) for v in by_group[:4]}) > 1  # the groups differ

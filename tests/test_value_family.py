@@ -16,6 +16,7 @@ from assets.promotion import OUT_OF_TIME, WAITING
 from assets.value import ValueFamily
 from definitions import build_defs
 from jobs import rollback_run_config
+from jobs.runs import _run
 from tests.conftest import World, run, small_settings, world_in
 from tests.half_world import half_settings, shop_csvs
 
@@ -97,6 +98,10 @@ def test_promotion_waits_for_the_days_after_training(world: ValueWorld) -> None:
     assert not [e for e in waiting.get_asset_check_evaluations() if e.check_name == OUT_OF_TIME]
     said = [e.user_message for e in world.instance.all_logs(waiting.run_id)]
     assert [m for m in said if WAITING in m and "2026-04-06 … 2026-04-14 (9)" in m], said
+    # The terminal (lifecycle's run call) reports the same run as waiting, with its reason.
+    outcome = _run(world.defs, world.instance, "promote_champions", "promote", keys=[KEYS.champion])
+    assert outcome.status == "waiting"
+    assert [c for _, c in outcome.causes if WAITING in c and "2026-04-06" in c], outcome.causes
 
     # The retry schedule asks again every day while the last promotion waits.
     again = retry(world)
