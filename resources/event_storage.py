@@ -6,7 +6,8 @@ event, ~15 ms each, so a year-long ranged run of eight daily keys spent most of 
 This storage writes a batch of materialisations (or observations) in one transaction per shard,
 with the same rows, tags and asset entries as one-by-one writes. Anything else is stored as
 before, over kept connections: a partitioned check's evaluation per day (which Dagster stores
-one at a time) went from ~9 ms to ~2.5 ms. Same files, same layout as ``storage: sqlite``
+one at a time): 365 days of them 8.6 s on stock ``storage: sqlite``, 1.0 s here
+(``python -m benchmarks.event_log``). Same files, same layout as ``storage: sqlite``
 (dagster_home/dagster.yaml names it).
 """
 
