@@ -342,11 +342,12 @@ def psi_by_group(
         n_bins = edges.size + 1
         e_bin = np.searchsorted(edges, e, side="left")
         a_bin = np.searchsorted(edges, a, side="left")
-    e_share = np.bincount(e_bin, minlength=n_bins) / e.size
+    e_share = np.maximum(np.bincount(e_bin, minlength=n_bins) / e.size, _PSI_EPS)
     counts = np.bincount(g * n_bins + a_bin, minlength=n_groups * n_bins).reshape(n_groups, -1)
     sizes = counts.sum(axis=1)
-    for i in np.flatnonzero(sizes):  # one small vector per group: no per-group sorting
-        out[i] = _psi_from_shares(e_share, counts[i] / sizes[i])
+    seen = sizes > 0  # a group without values keeps NaN
+    a_share = np.maximum(counts[seen] / sizes[seen, None], _PSI_EPS)
+    out[seen] = ((a_share - e_share) * np.log(a_share / e_share)).sum(axis=1)
     return out
 
 

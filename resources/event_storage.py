@@ -48,6 +48,11 @@ ENGINES_KEPT = 16
 BATCHED = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
 
 
+def _release(key: tuple[int, str], engine: Engine) -> None:
+    """Close an engine's kept connection; one inherited from a parent process is only dropped."""
+    engine.dispose(close=key[0] == os.getpid())
+
+
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """SQLite event log whose ``store_event_batch`` is one transaction per shard."""
 
@@ -87,16 +92,14 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
         engines[key] = engine  # most recent last; a long-lived process keeps a few shards
         while len(engines) > ENGINES_KEPT:
-            (pid, _), old = engines.popitem(last=False)
-            old.dispose(close=pid == os.getpid())
+            _release(*engines.popitem(last=False))
         return engine
 
     def dispose(self) -> None:
         super().dispose()
         engines: OrderedDict[tuple[int, str], Engine] = self.__dict__.get("_engines", OrderedDict())
         while engines:  # the kept connections close with the instance
-            (pid, _), engine = engines.popitem()
-            engine.dispose(close=pid == os.getpid())
+            _release(*engines.popitem())
 
     def has_table(self, table_name: str) -> bool:
         # Asked before every check evaluation is stored (supports_asset_checks), each time with
