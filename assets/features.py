@@ -17,13 +17,12 @@ from assets.common import (
 from assets.keys import ACTIVITY, FEATURES, LABELS, RAW_TRANSACTIONS
 from assets.per_day import DailyTally, daily_frame_metadata, day_summary, per_day
 from lifecycle.feature_schema import FEATURE_TABLE, Migration, migrate_feature_table
+from lifecycle.feature_sql import coded_window
 from lifecycle.features import (
     LABELS_SCHEMA,
-    PRIOR_COLUMNS,
-    customer_feature_chunks,
+    coded_feature_chunks,
     daily_activity,
     empty_features,
-    empty_prior,
     feature_columns,
     features_schema,
 )
@@ -34,19 +33,6 @@ from resources.registry import Warehouse
 
 KINDS = {"duckdb", "pandas", "numpy"}
 ACTIVITY_TABLE = "features.customer_activity"
-
-
-def lifetime_state(warehouse: Warehouse, before: pd.Timestamp) -> pd.DataFrame:
-    """Per customer, lifetime aggregates of all activity before ``before``: one group-by in
-    DuckDB, so a long history costs one scan rather than loading every day into pandas."""
-    # The table exists: the asset requires every activity partition before calling this.
-    frame = warehouse.query(
-        "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
-        "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
-        f"from {ACTIVITY_TABLE} where activity_date < ? group by customer_id",
-        [before.to_pydatetime()],
-    )
-    return frame.loc[:, list(PRIOR_COLUMNS)] if len(frame) else empty_prior()
 
 
 def check_sql_labels(
@@ -111,7 +97,8 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
     @dg.asset(
         key=FEATURES,
         dagster_type=chunked_frame_type(features_schema(windows)),
-        ins={"activity": dg.AssetIn(ACTIVITY, partition_mapping=trailing_days(lookback))},
+        # Read by SQL (customers as integer codes), not loaded as a frame: see lifecycle.feature_sql.
+        deps=[dg.AssetDep(ACTIVITY, partition_mapping=trailing_days(lookback))],
         **daily_table(partitions, "as_of_date"),
         group_name="features",
         kinds=KINDS,
@@ -125,24 +112,25 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
             )
             + ": uncapped recency, tenure, lifetime count/spend/active days, and "
             f"count/spend/trend features over {list(windows)}-day windows, computed only from "
-            f"data up to and including D. The last {lookback} days are read as the input; "
-            "lifetime aggregates of the days before come from one SQL group-by over "
-            "features/customer_activity. A change of windows adds its columns to the table "
+            f"data up to and including D. The last {lookback} days are read as numbers (DuckDB "
+            "numbers the customers; each id is fetched once, as stored) and lifetime aggregates "
+            "of the days before come from one SQL group-by over features/customer_activity. "
+            "A change of windows adds its columns to the table "
             "(days stored earlier hold NULL there until backfilled: the run's warning and "
             "`days_to_backfill` name them)."
         ),
     )
-    def customer_features_asset(
-        context: dg.AssetExecutionContext, activity: pd.DataFrame, warehouse: Warehouse
-    ):
+    def customer_features_asset(context: dg.AssetExecutionContext, warehouse: Warehouse):
         start, end = local_window(context)
-        window_from = start - pd.Timedelta(days=lookback - 1)
         # Lifetime features need every activity day from the first partition on.
         require_materialized(
             context, ACTIVITY, day_keys(first_day, end), "lifetime features read all history"
         )
-        prior = lifetime_state(warehouse, window_from)
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
+        with warehouse.get_connection() as con:
+            coded = coded_window(
+                con, ACTIVITY_TABLE, start - pd.Timedelta(days=lookback - 1), days[-1]
+            )
         migration = migrate_features(context, warehouse, feature_columns(windows), days)
         schema = features_schema(windows)
         tally = DailyTally("as_of_date")
@@ -167,7 +155,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
         # Validated and written a chunk of customers at a time (staged, then the range replaced
         # in one transaction): a million customers over months never sit in memory at once.
-        chunks = customer_feature_chunks(activity, days, windows, prior, dormant)
+        chunks = coded_feature_chunks(coded, days, windows, dormant)
         return dg.Output(
             FrameChunks(
                 (schema.validate(chunk) for chunk in chunks),

@@ -201,33 +201,22 @@ select customer_id,
 from activity where activity_date <= $d group by customer_id order by customer_id
 """
 
-PRIOR_SQL = (
-    "select customer_id, min(activity_date) first_date, max(activity_date) last_date, "
-    "sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
-    "from activity where activity_date < ? group by customer_id"
-)
-
 
 def features_job(side: str, path: str) -> dict[str, Any]:
     import duckdb
 
-    from lifecycle.features import PRIOR_COLUMNS, customer_features
+    from lifecycle.feature_sql import coded_window
+    from lifecycle.features import coded_feature_chunks
 
     window_from = DAY - pd.Timedelta(days=max(WINDOWS) - 1)
-    with duckdb.connect(path, read_only=True) as con:
+    with duckdb.connect(path) as con:
         start = time.perf_counter()
         if side == "platform":
-            # What the asset does: lifetime state in SQL, the window's activity as its input.
-            prior = con.execute(PRIOR_SQL, [window_from.to_pydatetime()]).df()
-            activity = con.execute(
-                "select * from activity where activity_date between ? and ? "
-                "order by activity_date, customer_id",
-                [window_from.to_pydatetime(), DAY.to_pydatetime()],
-            ).df()
-            activity["activity_date"] = pd.to_datetime(activity["activity_date"])
-            out = customer_features(
-                activity, pd.DatetimeIndex([DAY]), WINDOWS, prior.loc[:, list(PRIOR_COLUMNS)]
-            )
+            # What the asset does: DuckDB numbers the customers and folds the history before
+            # the window into lifetime state; the kernel reads numbers, ids come back verbatim.
+            coded = coded_window(con, "activity", window_from, DAY)
+            chunks = coded_feature_chunks(coded, pd.DatetimeIndex([DAY]), WINDOWS)
+            out = pd.concat(list(chunks), ignore_index=True)
         else:
             out = con.execute(DIRECT_SQL, {"d": DAY.date()}).df()
         seconds = time.perf_counter() - start

@@ -16,16 +16,13 @@ churner, so dropping them would hide exactly the customers a score table is for.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-# Upper bound on grid cells (days × customers) held at once per array.
-CHUNK_CELLS = 20_000_000
-# Upper bound on customers per chunk (tests lower it to exercise chunking).
-CHUNK_CUSTOMERS = 200_000
+from lifecycle.feature_kernel import CodedActivity, cumsum0, daily_grids, feature_blocks
+
 ACTIVITY_COLUMNS = ("activity_date", "customer_id", "txn_count", "spend", "max_amount")
 PRIOR_COLUMNS = ("customer_id", "first_date", "last_date", "txn_count", "spend", "active_days")
 
@@ -121,79 +118,6 @@ def empty_prior() -> pd.DataFrame:
     return _typed_prior(pd.DataFrame({c: [] for c in PRIOR_COLUMNS}))
 
 
-@dataclass(frozen=True)
-class _Grid:
-    """Daily activity of a chunk of customers as dense (day, customer) arrays."""
-
-    customers: np.ndarray
-    count: np.ndarray
-    spend: np.ndarray
-
-
-def _chunk_size(n_days: int) -> int:
-    return max(1, min(CHUNK_CUSTOMERS, CHUNK_CELLS // max(n_days, 1)))
-
-
-def _grids(
-    activity: pd.DataFrame,
-    customers: np.ndarray,
-    first_day: pd.Timestamp,
-    n_days: int,
-    codes: np.ndarray | None = None,
-    customers_per_grid: int | None = None,
-) -> Iterator[tuple[int, _Grid]]:
-    """Dense grids over chunks of ``customers`` (sorted unique ids) for days first_day …
-    +n_days, each with the position of its first customer in ``customers``; ``codes`` (each
-    activity row's position in ``customers``) saves hashing the text ids again."""
-    day = ((activity["activity_date"] - first_day).dt.days).to_numpy()
-    keep = (day >= 0) & (day < n_days)
-    day, counts = day[keep], activity["txn_count"].to_numpy()[keep]
-    spends = activity["spend"].to_numpy()[keep]
-    if codes is None:
-        col_all = pd.Index(customers).get_indexer(activity["customer_id"].to_numpy()[keep])
-    else:
-        col_all = np.asarray(codes)[keep]
-    step = _chunk_size(n_days)
-    if customers_per_grid is not None:
-        step = max(1, min(step, customers_per_grid))
-    for lo in range(0, len(customers), step):
-        chunk = customers[lo : lo + step]
-        inside = (col_all >= lo) & (col_all < lo + len(chunk))
-        shape = (n_days, len(chunk))
-        count = np.zeros(shape, dtype=np.float64)
-        spend = np.zeros(shape, dtype=np.float64)
-        idx = (day[inside], col_all[inside] - lo)
-        count[idx] = counts[inside]
-        spend[idx] = spends[inside]
-        yield lo, _Grid(chunk, count, spend)
-
-
-def _window_sum(cum: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Sum of days start..row (inclusive) from a cumulative sum with a leading zero row."""
-    return cum[rows + 1] - cum[start]
-
-
-def _cumsum0(values: np.ndarray) -> np.ndarray:
-    """Running sums down the days with a leading zero row. Row by row on purpose: numpy's
-    ``cumsum(axis=0)`` walks each customer's column with a stride of a whole row, which cost
-    ~20x more than this at 1M customers; the additions (and so the floats) are the same."""
-    out = np.empty((values.shape[0] + 1, values.shape[1]), dtype=np.float64)
-    out[0] = 0.0
-    for day in range(values.shape[0]):
-        np.add(out[day], values[day], out=out[day + 1])
-    return out
-
-
-def _running_max(values: np.ndarray) -> np.ndarray:
-    """``np.maximum.accumulate(values, axis=0)``, row by row for the same reason as above."""
-    out = np.empty_like(values)
-    if len(values):
-        out[0] = values[0]
-    for day in range(1, values.shape[0]):
-        np.maximum(out[day - 1], values[day], out=out[day])
-    return out
-
-
 def _customer_codes(
     activity_ids: pd.Series, prior_ids: pd.Series
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,7 +150,8 @@ def customer_features(
     is on or before D, and is left out when ``max_dormant_days`` is set and they have not bought
     for longer than that (``attrs["left_out_dormant"]`` counts those (day, customer) pairs).
     """
-    blocks = list(_feature_blocks(activity, as_of_days, windows, prior, max_dormant_days))
+    coded = code_activity(activity, as_of_days, windows, prior)
+    blocks = list(feature_blocks(coded, as_of_days, windows, max_dormant_days))
     if not blocks:
         out = empty_features(windows)
         out.attrs["left_out_dormant"] = 0
@@ -253,97 +178,64 @@ def customer_feature_chunks(
     customers, every day of ``as_of_days``; each frame in (day, customer) order, customers of
     different frames disjoint), so a million customers over months is written without ever
     holding the whole table. Each frame's ``attrs["left_out_dormant"]`` counts its own."""
+    coded = code_activity(activity, as_of_days, windows, prior)
+    yield from coded_feature_chunks(coded, as_of_days, windows, max_dormant_days, chunk_rows)
+
+
+def coded_feature_chunks(
+    coded: CodedActivity,
+    as_of_days: pd.DatetimeIndex,
+    windows: Sequence[int],
+    max_dormant_days: int | None = None,
+    chunk_rows: int = 500_000,
+) -> Iterator[pd.DataFrame]:
+    """:func:`customer_feature_chunks` of activity already coded (the warehouse's SQL read,
+    :func:`lifecycle.feature_sql.coded_window`, whose window starts W - 1 days before the
+    first as-of day)."""
     per_chunk = max(1, chunk_rows // max(len(as_of_days), 1))
-    for block in _feature_blocks(activity, as_of_days, windows, prior, max_dormant_days, per_chunk):
+    for block in feature_blocks(coded, as_of_days, windows, max_dormant_days, per_chunk):
         order = np.lexsort((block.customer_positions, block.day_rows))
         frame = block.frame.take(order).reset_index(drop=True)
         frame.attrs["left_out_dormant"] = block.left_out
         yield frame
 
 
-@dataclass(frozen=True)
-class _Block:
-    frame: pd.DataFrame
-    day_rows: np.ndarray
-    customer_positions: np.ndarray
-    left_out: int
-
-
-def _feature_blocks(
+def code_activity(
     activity: pd.DataFrame,
     as_of_days: pd.DatetimeIndex,
     windows: Sequence[int],
     prior: pd.DataFrame | None,
-    max_dormant_days: int | None,
-    customers_per_block: int | None = None,
-) -> Iterator[_Block]:
-    """Feature rows of one chunk of customers at a time (see :func:`customer_features`)."""
-    longest = max(windows)
-    first_day = as_of_days.min() - pd.Timedelta(days=longest - 1)
+) -> CodedActivity:
+    """The frame path into the kernel: rows before the longest window folded into the
+    lifetime state, text ids hashed into codes once."""
+    first_day = as_of_days.min() - pd.Timedelta(days=max(windows) - 1)
     earlier = activity[activity["activity_date"] < first_day]
     state = empty_prior() if prior is None else _typed_prior(prior)
     if len(earlier):
         state = _merge_prior(state, lifetime_before(earlier, first_day))
     activity = activity[activity["activity_date"] >= first_day]
-    n_days = (as_of_days.max() - first_day).days + 1
-    rows = np.asarray((as_of_days - first_day).days, dtype=np.int64)
-    window_start = {w: np.maximum(rows + 1 - w, 0) for w in windows}
     customers, codes, prior_codes = _customer_codes(activity["customer_id"], state["customer_id"])
     base = state.drop(columns="customer_id").set_axis(prior_codes).reindex(range(len(customers)))
-    day_idx = np.arange(n_days, dtype=np.float64)[:, None]
-    for lo, grid in _grids(activity, customers, first_day, n_days, codes, customers_per_block):
-        prior_chunk = base.iloc[lo : lo + len(grid.customers)]
-        p_first = ((prior_chunk["first_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
-        p_last = ((prior_chunk["last_date"] - first_day).dt.days).to_numpy(dtype=np.float64)
-        p_count = np.nan_to_num(prior_chunk["txn_count"].to_numpy(dtype=np.float64))
-        p_spend = np.nan_to_num(prior_chunk["spend"].to_numpy(dtype=np.float64))
-        p_days = np.nan_to_num(prior_chunk["active_days"].to_numpy(dtype=np.float64))
-        cum_count, cum_spend = _cumsum0(grid.count), _cumsum0(grid.spend)
-        active = grid.count > 0
-        cum_active = _cumsum0(active.astype(np.float64))
-        last_seen = _running_max(np.where(active, day_idx, -np.inf))[rows]
-        last_seen = np.where(np.isfinite(last_seen), last_seen, np.nan_to_num(p_last, nan=-np.inf))
-        first_in_grid = np.where(active.any(axis=0), active.argmax(axis=0), np.inf)
-        first_seen = np.where(np.isnan(p_first), first_in_grid, p_first)
-        known = first_seen[None, :] <= rows[:, None]
-        recency = rows[:, None] - last_seen
-        left_out = 0
-        if max_dormant_days is not None:
-            dormant = known & (recency > max_dormant_days)
-            left_out = int(dormant.sum())
-            known &= ~dormant
-        life_count = p_count + cum_count[rows + 1]
-        # Rounded so sums split differently (SQL prior + grid) give identical money.
-        life_spend = np.round(p_spend + cum_spend[rows + 1], 6)
-        cols: dict[str, np.ndarray] = {
-            "recency_days": recency,
-            "tenure_days": rows[:, None] - first_seen[None, :],
-            "lifetime_active_days": p_days + cum_active[rows + 1],
-            "lifetime_txn_count": life_count,
-            "lifetime_spend": life_spend,
-            "lifetime_avg_basket": life_spend / np.maximum(life_count, 1),
-            f"active_days_{longest}d": _window_sum(cum_active, rows, window_start[longest]),
-        }
-        for w in windows:
-            cols[f"txn_count_{w}d"] = _window_sum(cum_count, rows, window_start[w])
-            # Rounded so a one-day run and a range run give identical money, not ~1e-12 apart.
-            cols[f"spend_{w}d"] = np.round(_window_sum(cum_spend, rows, window_start[w]), 6)
-        n_long = cols[f"txn_count_{longest}d"]
-        cols[f"avg_basket_{longest}d"] = cols[f"spend_{longest}d"] / np.maximum(n_long, 1)
-        short = min(windows)
-        # Purchase rate in the shortest window relative to the longest: < 1 means slowing down.
-        cols["trend_short_long"] = (cols[f"txn_count_{short}d"] / short) / (
-            np.maximum(n_long, 1) / longest
-        )
-        r, c = np.nonzero(known)
-        frame = pd.DataFrame(
-            {
-                "as_of_date": as_of_days[r],
-                "customer_id": grid.customers[c].astype(object),
-                **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
-            }
-        )
-        yield _Block(frame, rows[r], c + lo, left_out)
+
+    def offset(column: str) -> np.ndarray:
+        return ((base[column] - first_day).dt.days).to_numpy(dtype=np.float64)
+
+    def total(column: str) -> np.ndarray:
+        return np.nan_to_num(base[column].to_numpy(dtype=np.float64))
+
+    return CodedActivity(
+        customers=customers,
+        first_day=first_day,
+        day=((activity["activity_date"] - first_day).dt.days).to_numpy(dtype=np.int64),
+        code=np.asarray(codes, dtype=np.int64),
+        txn_count=activity["txn_count"].to_numpy(dtype=np.float64),
+        spend=activity["spend"].to_numpy(dtype=np.float64),
+        prior_first=offset("first_date"),
+        prior_last=offset("last_date"),
+        prior_count=total("txn_count"),
+        prior_spend=total("spend"),
+        prior_days=total("active_days"),
+    )
 
 
 def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -386,8 +278,11 @@ def _horizon_sums(
     day_of = (population["as_of_date"] - first_day).dt.days.to_numpy()
     col_of = pd.Index(customers).get_indexer(population["customer_id"].to_numpy())
     sums = np.zeros(len(population), dtype=np.float64)
-    for lo, grid in _grids(daily, customers, first_day, n_days):
-        cum = _cumsum0(getattr(grid, field))
+    day = ((daily["activity_date"] - first_day).dt.days).to_numpy()
+    code = pd.Index(customers).get_indexer(daily["customer_id"].to_numpy())
+    counts, spends = daily["txn_count"].to_numpy(), daily["spend"].to_numpy()
+    for lo, grid in daily_grids(day, code, counts, spends, customers, n_days):
+        cum = cumsum0(getattr(grid, field))
         mine = (col_of >= lo) & (col_of < lo + len(grid.customers))
         row, col = day_of[mine], col_of[mine] - lo
         sums[mine] = cum[row + horizon_days + 1, col] - cum[row + 1, col]

@@ -21,6 +21,7 @@ import lifecycle.features as lf
 from assets.common import day_keys
 from assets.keys import ACTIVITY, FEATURES, LABELS
 from definitions import build_defs
+from lifecycle import feature_kernel
 from lifecycle.features import churn_labels, customer_features, daily_activity, feature_columns
 from lifecycle.registry import DAGSTER_DUCKDB_CONFIG
 from lifecycle.settings import DEMO_SETTINGS, Settings, parse_settings
@@ -331,7 +332,7 @@ def test_customer_chunking_does_not_change_results(rows, windows) -> None:
     days = pd.date_range(day(0), day(N_DAYS - 6))
     whole_f = customer_features(activity, days, windows)
     whole_l = churn_labels(whole_f[["as_of_date", "customer_id"]], activity, 4)
-    with mock.patch.object(lf, "CHUNK_CUSTOMERS", 3):
+    with mock.patch.object(feature_kernel, "CHUNK_CUSTOMERS", 3):
         chunked_f = customer_features(activity, days, windows)
         chunked_l = churn_labels(chunked_f[["as_of_date", "customer_id"]], activity, 4)
     pd.testing.assert_frame_equal(whole_f, chunked_f, check_exact=True)

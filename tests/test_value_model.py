@@ -16,10 +16,9 @@ import xgboost as xgb
 from pydantic import ValidationError
 from scipy.stats import spearmanr
 
-import lifecycle.features as lf
 import lifecycle.value_model as vm
 from benchmarks.realistic import RealisticConfig, generate_realistic
-from lifecycle import out_of_time
+from lifecycle import feature_kernel, out_of_time
 from lifecycle.churn_model import load_booster, save_booster
 from lifecycle.datasets import (
     ChurnWindow,
@@ -83,7 +82,7 @@ def _brute_force(population: pd.DataFrame, activity: pd.DataFrame, horizon: int)
 def test_future_spend_matches_a_brute_force_loop(
     chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lf, "CHUNK_CUSTOMERS", chunk)
+    monkeypatch.setattr(feature_kernel, "CHUNK_CUSTOMERS", chunk)
     activity, population = _random_log(seed=3)
     horizon = 6
     got = future_spend(population, activity, horizon)
