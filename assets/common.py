@@ -1,6 +1,8 @@
 """Partitions, owners and small helpers shared by every asset module."""
 
+import ctypes
 import datetime as dt
+import gc
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -158,3 +160,15 @@ def manifest_metadata(manifest: DatasetManifest) -> dict[str, Any]:
         "verified_rows": manifest.verified_rows,
         **{f"rows_{k}": v for k, v in manifest.rows_by_split.items()},
     }
+
+
+def release_freed_memory() -> None:
+    """Hand back to the OS the heap that earlier steps of this process freed (glibc keeps it):
+    a run's steps share one process (in-process executor), so without this a range's raw step
+    adds its high-water mark to the features step's. A no-op where libc is not glibc."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -11,6 +11,7 @@ from assets.common import (
     daily_table,
     day_keys,
     local_window,
+    release_freed_memory,
     require_materialized,
     trailing_days,
 )
@@ -127,6 +128,7 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
             context, ACTIVITY, day_keys(first_day, end), "lifetime features read all history"
         )
         days = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
+        release_freed_memory()
         with warehouse.get_connection() as con:
             coded = coded_window(
                 con, ACTIVITY_TABLE, start - pd.Timedelta(days=lookback - 1), days[-1]

@@ -122,33 +122,45 @@ def breakpoints(rows: np.ndarray, windows: Sequence[int]) -> np.ndarray:
     return np.unique(np.concatenate([np.zeros(1, np.int64), rows + 1, *starts]))
 
 
+def _by_code(coded: CodedActivity, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(day, code, count, spend) of the kept rows, ordered by code, so that each chunk of
+    customers is one slice (the SQL read comes ordered; a frame's rows are sorted here)."""
+    day, code, counts, spends = coded.day, coded.code, coded.txn_count, coded.spend
+    if not bool(keep.all()):  # the SQL read holds only the window: no copy of its arrays
+        day, code, counts, spends = day[keep], code[keep], counts[keep], spends[keep]
+    if len(code) > 1 and bool(np.any(code[1:] < code[:-1])):
+        order = np.argsort(code, kind="stable")
+        day, code, counts, spends = day[order], code[order], counts[order], spends[order]
+    return day, code, counts, spends
+
+
 def _segment_grids(
     coded: CodedActivity, bounds: np.ndarray, customers_per_block: int | None
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """Per chunk of customers: (first code, chunk length, {count, spend, active, last} grids of
     segments × customers, and first: each customer's first active day in the window)."""
     n_seg = len(bounds) - 1
-    keep = (coded.day >= 0) & (coded.day < bounds[-1])
-    day, code = coded.day[keep], coded.code[keep]
-    counts, spends = coded.txn_count[keep], coded.spend[keep]
-    seg = np.searchsorted(bounds, day, side="right") - 1
+    day, code, counts, spends = _by_code(coded, (coded.day >= 0) & (coded.day < bounds[-1]))
+    # Segment of each day offset: one gather per row instead of a binary search.
+    seg_of_day = np.searchsorted(bounds, np.arange(bounds[-1]), side="right") - 1
     step = chunk_size(n_seg)
     if customers_per_block is not None:
         step = max(1, min(step, customers_per_block))
-    for lo in range(0, len(coded.customers), step):
+    starts = np.arange(0, len(coded.customers), step)
+    cuts = np.searchsorted(code, np.append(starts, len(coded.customers)))
+    for lo, a, b in zip(starts.tolist(), cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
         n = min(step, len(coded.customers) - lo)
-        inside = (code >= lo) & (code < lo + n)
-        col = code[inside] - lo
-        cell = seg[inside] * n + col
-        active = counts[inside] > 0
+        col, days, count = code[a:b] - lo, day[a:b], counts[a:b]
+        cell = seg_of_day[days] * n + col
+        active = count > 0
         size = n_seg * n
         last = np.full(size, -np.inf)
-        np.maximum.at(last, cell[active], day[inside][active].astype(np.float64))
+        np.maximum.at(last, cell[active], days[active].astype(np.float64))
         first = np.full(n, np.inf)
-        np.minimum.at(first, col[active], day[inside][active].astype(np.float64))
+        np.minimum.at(first, col[active], days[active].astype(np.float64))
         grids = {
-            "count": np.bincount(cell, weights=counts[inside], minlength=size),
-            "spend": np.bincount(cell, weights=spends[inside], minlength=size),
+            "count": np.bincount(cell, weights=count, minlength=size),
+            "spend": np.bincount(cell, weights=spends[a:b], minlength=size),
             "active": np.bincount(cell[active], minlength=size).astype(np.float64),
             "last": last,
         }

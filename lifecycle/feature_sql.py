@@ -44,7 +44,7 @@ def coded_window(
             "select cast(cast(a.activity_date as date) - $first as bigint) day_offset, i.code, "
             "cast(a.txn_count as double) txn_count, cast(a.spend as double) spend "
             f"from {table} a join {_IDS} i using (customer_id) "
-            "where cast(a.activity_date as date) between $first and $last",
+            "where cast(a.activity_date as date) between $first and $last order by i.code",
             {"first": first, "last": last},
         ).fetchnumpy()
         prior = con.execute(

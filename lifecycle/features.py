@@ -195,7 +195,9 @@ def coded_feature_chunks(
     per_chunk = max(1, chunk_rows // max(len(as_of_days), 1))
     for block in feature_blocks(coded, as_of_days, windows, max_dormant_days, per_chunk):
         order = np.lexsort((block.customer_positions, block.day_rows))
-        frame = block.frame.take(order).reset_index(drop=True)
+        frame = block.frame
+        if bool(np.any(order != np.arange(len(order)))):  # one day's rows come in order
+            frame = frame.take(order).reset_index(drop=True)
         frame.attrs["left_out_dormant"] = block.left_out
         yield frame
 
