@@ -41,8 +41,8 @@ def check_sql_labels(
 ) -> None:
     """What the pandera type checked when labels were a frame: each day's preview against
     LABELS_SCHEMA (columns, types) and, over every row written, the schema's value checks."""
-    for preview in tally.previews.values():
-        LABELS_SCHEMA.validate(preview)
+    if tally.previews:  # one validation of every day's preview (one per day: 1.4 s a year)
+        LABELS_SCHEMA.validate(pd.concat(tally.previews.values(), ignore_index=True))
     bad = connection.execute(
         f"select count(*) from {table} where as_of_date >= ? and as_of_date < ? and "
         "(customer_id is null or purchases_in_horizon is null or purchases_in_horizon < 0 "
