@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from lifecycle.feature_kernel import CodedActivity, cumsum0, daily_grids, feature_blocks
+from lifecycle.feature_kernel import (
+    TEXT_IDS,
+    CodedActivity,
+    cumsum0,
+    daily_grids,
+    feature_blocks,
+)
 
 ACTIVITY_COLUMNS = ("activity_date", "customer_id", "txn_count", "spend", "max_amount")
 PRIOR_COLUMNS = ("customer_id", "first_date", "last_date", "txn_count", "spend", "active_days")
@@ -62,7 +68,7 @@ def features_schema(windows: Sequence[int]) -> pa.DataFrameSchema:
     """A feature row: one customer as of one day, every value a finite non-negative number."""
     columns = {
         "as_of_date": pa.Column("datetime64[ns]"),
-        "customer_id": pa.Column(str),
+        "customer_id": pa.Column(TEXT_IDS),
         **{name: pa.Column("float64", pa.Check.ge(0)) for name in feature_columns(windows)},
     }
     return pa.DataFrameSchema(
@@ -153,10 +159,11 @@ def customer_features(
     coded = code_activity(activity, as_of_days, windows, prior)
     blocks = list(feature_blocks(coded, as_of_days, windows, max_dormant_days))
     if not blocks:
-        out = empty_features(windows)
+        out = empty_features(windows, ids=object)
         out.attrs["left_out_dormant"] = 0
         return out
     out = pd.concat([b.frame for b in blocks], ignore_index=True)
+    out["customer_id"] = out["customer_id"].astype(object)  # in memory: plain str ids
     # (day, customer) order by integer positions: customers are sorted ids, and sorting a
     # million text ids again cost more than computing the features.
     days_at = np.concatenate([b.day_rows for b in blocks])
@@ -177,7 +184,9 @@ def customer_feature_chunks(
     """The rows of :func:`customer_features` as frames of about ``chunk_rows`` rows each (whole
     customers, every day of ``as_of_days``; each frame in (day, customer) order, customers of
     different frames disjoint), so a million customers over months is written without ever
-    holding the whole table. Each frame's ``attrs["left_out_dormant"]`` counts its own."""
+    holding the whole table. Ids are Arrow strings (:data:`TEXT_IDS`): the frames are written,
+    not worked on. Each frame's ``attrs`` count its own ``left_out_dormant`` (day, customer)
+    pairs and its ``customers``."""
     coded = code_activity(activity, as_of_days, windows, prior)
     yield from coded_feature_chunks(coded, as_of_days, windows, max_dormant_days, chunk_rows)
 
@@ -199,6 +208,10 @@ def coded_feature_chunks(
         if bool(np.any(order != np.arange(len(order)))):  # one day's rows come in order
             frame = frame.take(order).reset_index(drop=True)
         frame.attrs["left_out_dormant"] = block.left_out
+        positions = block.customer_positions
+        frame.attrs["customers"] = (
+            int(np.count_nonzero(np.bincount(positions - positions.min()))) if len(positions) else 0
+        )
         yield frame
 
 
@@ -254,11 +267,12 @@ def _merge_prior(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return _typed_prior(out)
 
 
-def empty_features(windows: Sequence[int]) -> pd.DataFrame:
+def empty_features(windows: Sequence[int], ids: object = TEXT_IDS) -> pd.DataFrame:
+    """No feature rows, with the columns and types of a chunk (``ids``: the id column's type)."""
     return pd.DataFrame(
         {
             "as_of_date": pd.Series(dtype="datetime64[ns]"),
-            "customer_id": pd.Series(dtype=object),
+            "customer_id": pd.Series(dtype=ids),
             **{c: pd.Series(dtype="float64") for c in feature_columns(windows)},
         }
     )

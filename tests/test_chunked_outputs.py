@@ -50,8 +50,10 @@ def test_feature_chunks_are_the_whole_frame_in_disjoint_customer_chunks() -> Non
     ids = [set(c["customer_id"]) for c in chunks]
     assert sum(len(i) for i in ids) == len(set().union(*ids))  # disjoint
     joined = pd.concat(chunks, ignore_index=True).sort_values(["as_of_date", "customer_id"])
+    joined["customer_id"] = joined["customer_id"].astype(object)  # chunks: Arrow strings
     pd.testing.assert_frame_equal(joined.reset_index(drop=True), whole)
     assert sum(c.attrs["left_out_dormant"] for c in chunks) == whole.attrs["left_out_dormant"] > 0
+    assert [c.attrs["customers"] for c in chunks] == [len(i) for i in ids]
 
 
 def _io(tmp_path: Path) -> WarehouseIOManager:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_features import N_DAYS, PROPERTY, activity_frame, day, rows_strategy, windows_strategy
 
-from lifecycle.feature_kernel import breakpoints
+from lifecycle.feature_kernel import TEXT_IDS, breakpoints
 from lifecycle.feature_sql import coded_window
 from lifecycle.features import coded_feature_chunks, customer_features, empty_features
 
@@ -44,8 +44,10 @@ def _sql_features(activity: pd.DataFrame, days: pd.DatetimeIndex, windows) -> pd
         coded = coded_window(con, "customer_activity", first, days.max())
         chunks = list(coded_feature_chunks(coded, days, windows, chunk_rows=7))
     if not chunks:
-        return empty_features(windows)
+        return empty_features(windows, ids=object)
     out = pd.concat(chunks, ignore_index=True)
+    assert out["customer_id"].dtype == TEXT_IDS  # what the asset writes
+    out["customer_id"] = out["customer_id"].astype(object)  # as the frame path returns them
     return out.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
 
 
