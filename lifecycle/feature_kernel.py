@@ -53,7 +53,13 @@ class CodedActivity:
     @functools.cached_property
     def customer_text(self) -> pa.Array:
         """``customers`` as one Arrow string array (built once per window)."""
-        return pa.array(self.customers, type=pa.string())
+        try:
+            return pa.array(self.customers, type=pa.string())
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            raise TypeError(
+                "customer ids must be text (ingest makes them text: lifecycle.validation.id_text)"
+                f"; got {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)

@@ -163,11 +163,12 @@ def customer_features(
         out.attrs["left_out_dormant"] = 0
         return out
     out = pd.concat([b.frame for b in blocks], ignore_index=True)
-    out["customer_id"] = out["customer_id"].astype(object)  # in memory: plain str ids
     # (day, customer) order by integer positions: customers are sorted ids, and sorting a
     # million text ids again cost more than computing the features.
     days_at = np.concatenate([b.day_rows for b in blocks])
     customers_at = np.concatenate([b.customer_positions for b in blocks])
+    # In memory: plain str ids, each row pointing at its customer's one string (not a copy).
+    out["customer_id"] = coded.customers[customers_at]
     out = out.take(np.lexsort((customers_at, days_at))).reset_index(drop=True)
     out.attrs["left_out_dormant"] = sum(b.left_out for b in blocks)
     return out

@@ -193,3 +193,17 @@ def test_first_write_becomes_the_table_and_later_days_are_added(tmp_path: Path) 
         "VARCHAR",
         "DOUBLE",
     )
+
+
+def test_in_memory_features_share_each_customers_id_and_refuse_non_text_ids() -> None:
+    """customer_features points every row at its customer's one id string (a copy per row
+    cost ~10x the memory); ids that are not text fail naming why, not deep in pyarrow."""
+    activity = realistic_activity()
+    days = pd.date_range("2026-02-01", "2026-02-20", freq="D")
+    whole = customer_features(activity, days, (7, 30))
+    ids = whole["customer_id"]
+    assert ids.dtype == object and ids.map(type).eq(str).all()
+    assert ids.map(id).nunique() == ids.nunique()
+    numeric = activity.assign(customer_id=np.arange(len(activity)) % 7)
+    with pytest.raises(TypeError, match="customer ids must be text"):
+        customer_features(numeric, days, (7, 30))

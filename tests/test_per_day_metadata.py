@@ -175,3 +175,38 @@ def test_partition_metadata_in_one_step_is_what_dagster_records_per_day(tmp_path
         assert not failed.success
         (failure,) = [e for e in failed.all_events if e.is_step_failure]
         assert "2026-03-09" in str(failure.step_failure_data.error)
+
+
+def test_day_summary_previews_keep_the_tables_columns_and_count_every_day() -> None:
+    """The grouped top-n preview: at most n rows a day, all of a short day, the table's own
+    columns (a struct column stays one column), and no previews when none are asked for."""
+    import duckdb
+
+    from assets.per_day import day_summary
+
+    con = duckdb.connect()
+    con.execute(
+        "create table t as select (date '2026-03-02' + (i % 3)::int)::timestamp as_of_date, "
+        "lpad(i::varchar, 4, '0') customer_id, {'a': i, 'b': 'x'} s, (i % 2) churned "
+        "from range(11) r(i)"
+    )
+    con.execute("insert into t values ('2026-03-05', '0042', {'a': 0, 'b': 'y'}, 1)")
+    start, end = pd.Timestamp("2026-03-02"), pd.Timestamp("2026-03-06")
+    summary = day_summary(con, "t", "as_of_date", start, end, "avg(churned)", preview_rows=2)
+    assert summary.tally.counts == {
+        "2026-03-02": 4,
+        "2026-03-03": 4,
+        "2026-03-04": 3,
+        "2026-03-05": 1,
+    }
+    assert {d: len(p) for d, p in summary.tally.previews.items()} == {
+        "2026-03-02": 2,
+        "2026-03-03": 2,
+        "2026-03-04": 2,
+        "2026-03-05": 1,
+    }
+    preview = summary.tally.previews["2026-03-05"]
+    assert list(preview.columns) == ["as_of_date", "customer_id", "s", "churned"]
+    assert preview["customer_id"].tolist() == ["0042"]
+    none = day_summary(con, "t", "as_of_date", start, end, "avg(churned)", preview_rows=0)
+    assert none.tally.rows == 12 and not none.tally.previews
