@@ -211,14 +211,15 @@ def day_summary(
     ).df()
     # A few rows per day by one grouped top-n (no sort of the range: a window function over
     # 24M label rows took 1.6 s, this 0.55 s).
-    top = f"min_by(t, t.{date_column}, {int(preview_rows)})"
-    previews = connection.execute(
-        f"select r.* from (select unnest({top}) r from {table} t where {where} "
-        f"group by t.{date_column})"
-        if preview_rows > 0
-        else f"select * from {table} limit 0",
-        window if preview_rows > 0 else [],
-    ).df()
+    if preview_rows > 0:
+        top = f"min_by(t, t.{date_column}, {int(preview_rows)})"
+        sql = (
+            f"select r.* from (select unnest({top}) r from {table} t where {where} "
+            f"group by t.{date_column})"
+        )
+    else:  # no previews asked for (DuckDB's min_by needs n > 0)
+        sql = f"select * from {table} where {where} limit 0"
+    previews = connection.execute(sql, window).df()
     tally = DailyTally(date_column, preview_rows).add(previews)
     daily = daily.sort_values(date_column)
     keys = day_key(daily[date_column]).to_list() if len(daily) else []

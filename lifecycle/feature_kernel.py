@@ -13,7 +13,6 @@ one day costs a pass over its rows rather than a 90-row grid per customer.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,14 +30,25 @@ CHUNK_CUSTOMERS = 200_000
 TEXT_IDS = pd.ArrowDtype(pa.string())
 
 
+def text_ids(ids: np.ndarray) -> pa.Array:
+    """Sorted unique ids as the Arrow strings :class:`CodedActivity` holds."""
+    try:
+        return pa.array(ids, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        raise TypeError(
+            "customer ids must be text (ingest makes them text: lifecycle.validation.id_text)"
+            f"; got {exc}"
+        ) from exc
+
+
 @dataclass(frozen=True)
 class CodedActivity:
     """A window of daily activity as arrays. ``customers[code]`` is a customer's id exactly as
-    given (sorted, unique); ``day`` counts days from ``first_day``. The ``prior_*`` arrays (one
+    given (sorted, unique; Arrow strings, see :func:`text_ids`); ``day`` counts days from ``first_day``. The ``prior_*`` arrays (one
     entry per customer) hold lifetime aggregates of everything before ``first_day``:
     first/last purchase as day offsets (NaN: none), count, spend and active days (0: none)."""
 
-    customers: np.ndarray
+    customers: pa.Array
     first_day: pd.Timestamp
     day: np.ndarray
     code: np.ndarray
@@ -49,17 +59,6 @@ class CodedActivity:
     prior_count: np.ndarray
     prior_spend: np.ndarray
     prior_days: np.ndarray
-
-    @functools.cached_property
-    def customer_text(self) -> pa.Array:
-        """``customers`` as one Arrow string array (built once per window)."""
-        try:
-            return pa.array(self.customers, type=pa.string())
-        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
-            raise TypeError(
-                "customer ids must be text (ingest makes them text: lifecycle.validation.id_text)"
-                f"; got {exc}"
-            ) from exc
 
 
 @dataclass(frozen=True)
@@ -245,7 +244,7 @@ def feature_blocks(
         frame = pd.DataFrame(
             {
                 "as_of_date": as_of_days[r],
-                "customer_id": pd.arrays.ArrowExtensionArray(coded.customer_text.take(c + lo)),
+                "customer_id": pd.arrays.ArrowExtensionArray(coded.customers.take(c + lo)),
                 **{name: values[r, c].astype(np.float64) for name, values in cols.items()},
             }
         )

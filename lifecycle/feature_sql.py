@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from lifecycle.feature_kernel import CodedActivity
 
@@ -39,7 +40,9 @@ def coded_window(
             "where cast(activity_date as date) between $first and $last)",
             {"first": first, "last": last},
         )
-        customers = _column(con.execute(f"select customer_id from {_IDS} order by code"))
+        # As Arrow strings, straight from DuckDB: no Python string per customer.
+        ids = con.sql(f"select customer_id from {_IDS} order by code").to_arrow_table()
+        customers = ids.column("customer_id").combine_chunks().cast(pa.string())
         rows = con.execute(
             "select cast(cast(a.activity_date as date) - $first as bigint) day_offset, i.code, "
             "cast(a.txn_count as double) txn_count, cast(a.spend as double) spend "
@@ -78,8 +81,3 @@ def coded_window(
         prior_spend=spread(prior["spend"], 0.0),
         prior_days=spread(prior["active_days"], 0.0),
     )
-
-
-def _column(result: Any) -> np.ndarray:
-    values = result.fetchnumpy()["customer_id"]
-    return np.asarray(values, dtype=object)

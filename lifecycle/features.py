@@ -27,6 +27,7 @@ from lifecycle.feature_kernel import (
     cumsum0,
     daily_grids,
     feature_blocks,
+    text_ids,
 )
 
 ACTIVITY_COLUMNS = ("activity_date", "customer_id", "txn_count", "spend", "max_amount")
@@ -168,7 +169,7 @@ def customer_features(
     days_at = np.concatenate([b.day_rows for b in blocks])
     customers_at = np.concatenate([b.customer_positions for b in blocks])
     # In memory: plain str ids, each row pointing at its customer's one string (not a copy).
-    out["customer_id"] = coded.customers[customers_at]
+    out["customer_id"] = coded.customers.to_numpy(zero_copy_only=False)[customers_at]
     out = out.take(np.lexsort((customers_at, days_at))).reset_index(drop=True)
     out.attrs["left_out_dormant"] = sum(b.left_out for b in blocks)
     return out
@@ -240,7 +241,7 @@ def code_activity(
         return np.nan_to_num(base[column].to_numpy(dtype=np.float64))
 
     return CodedActivity(
-        customers=customers,
+        customers=text_ids(customers),
         first_day=first_day,
         day=((activity["activity_date"] - first_day).dt.days).to_numpy(dtype=np.int64),
         code=np.asarray(codes, dtype=np.int64),
