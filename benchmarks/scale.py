@@ -69,15 +69,25 @@ def topk_job(side: str, users: int, items: int, factors: int) -> dict[str, Any]:
 
         ids, _ = top_k_unseen(user_f, item_f, seen, 10)
     elif side == "gemm":
-        # The floor of any exact top-k: every user-item score, nothing selected. Same blocks
-        # and threads as the platform's kernel.
+        # The floor of any exact top-k: every user-item score, nothing selected. Same tiles
+        # (users x TILE_ITEMS items, ~1M cells), same threads as the platform's kernel.
         from concurrent.futures import ThreadPoolExecutor
 
-        step = max(1, (1 << 20) // items)
-        items_t = np.ascontiguousarray(item_f.T)
+        from lifecycle.topk import TILE_ITEMS
+
+        step = max(1, (1 << 20) // TILE_ITEMS)
+        tiles = [
+            np.ascontiguousarray(item_f[t : t + TILE_ITEMS].T) for t in range(0, items, TILE_ITEMS)
+        ]
 
         def block(lo: int) -> float:
-            return float(np.matmul(user_f[lo : lo + step], items_t)[:, 0].sum())
+            users = user_f[lo : lo + step]
+            out = np.empty((len(users), TILE_ITEMS), dtype=np.float32)
+            total = 0.0
+            for tile in tiles:
+                np.matmul(users, tile, out=out[:, : tile.shape[1]])
+                total += float(out[0, 0])
+            return total
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             list(pool.map(block, range(0, users, step)))

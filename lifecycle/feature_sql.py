@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from lifecycle.feature_kernel import CodedActivity
 
-_PRIOR = "_feature_prior"
 _IDS = "_feature_ids"
 
 
@@ -24,21 +23,27 @@ def coded_window(
 ) -> CodedActivity:
     """Activity of ``table`` (activity_date, customer_id, txn_count, spend) from ``first_day``
     to ``last_day`` inclusive, and every earlier day folded into the lifetime state."""
-    first, last = first_day.date(), last_day.date()
+    first = first_day.date()
+    # Day bounds as timestamps on the column itself (``date(t) < d`` is ``t < d 00:00``): no
+    # cast per row, and DuckDB can skip the row groups outside the window.
+    bounds = {
+        "first": first,
+        "from": pd.Timestamp(first_day).normalize().to_pydatetime(),
+        "to": (pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)).to_pydatetime(),
+    }
+    before = "activity_date < $from"
     try:
-        con.execute(
-            f"create or replace temp table {_PRIOR} as select customer_id, "
-            "min(cast(activity_date as date)) first_date, max(cast(activity_date as date)) "
-            "last_date, sum(txn_count) txn_count, sum(spend) spend, count(*) active_days "
-            f"from {table} where cast(activity_date as date) < $first group by customer_id",
-            {"first": first},
-        )
+        # One pass over the history: every customer up to the window's end, numbered in id
+        # order, with the lifetime state before the window beside it (zero rows: no state).
         con.execute(
             f"create or replace temp table {_IDS} as select customer_id, "
-            "cast(row_number() over (order by customer_id) - 1 as bigint) code from ("
-            f"select customer_id from {_PRIOR} union select customer_id from {table} "
-            "where cast(activity_date as date) between $first and $last)",
-            {"first": first, "last": last},
+            "cast(row_number() over (order by customer_id) - 1 as bigint) code, "
+            f"cast(min(activity_date) filter ({before}) as date) first_date, "
+            f"cast(max(activity_date) filter ({before}) as date) last_date, "
+            f"sum(txn_count) filter ({before}) txn_count, "
+            f"sum(spend) filter ({before}) spend, count(*) filter ({before}) active_days "
+            f"from {table} where activity_date < $to group by customer_id",
+            {k: bounds[k] for k in ("from", "to")},
         )
         # As Arrow strings, straight from DuckDB: no Python string per customer.
         ids = con.sql(f"select customer_id from {_IDS} order by code").to_arrow_table()
@@ -47,18 +52,17 @@ def coded_window(
             "select cast(cast(a.activity_date as date) - $first as bigint) day_offset, i.code, "
             "cast(a.txn_count as double) txn_count, cast(a.spend as double) spend "
             f"from {table} a join {_IDS} i using (customer_id) "
-            "where cast(a.activity_date as date) between $first and $last order by i.code",
-            {"first": first, "last": last},
+            "where a.activity_date >= $from and a.activity_date < $to order by i.code",
+            bounds,
         ).fetchnumpy()
         prior = con.execute(
-            "select i.code, cast(p.first_date - $first as double) first_offset, "
-            "cast(p.last_date - $first as double) last_offset, cast(p.txn_count as double) n, "
-            "cast(p.spend as double) spend, cast(p.active_days as double) active_days "
-            f"from {_PRIOR} p join {_IDS} i using (customer_id)",
+            "select code, cast(first_date - $first as double) first_offset, "
+            "cast(last_date - $first as double) last_offset, cast(txn_count as double) n, "
+            "cast(spend as double) spend, cast(active_days as double) active_days "
+            f"from {_IDS} where active_days > 0",
             {"first": first},
         ).fetchnumpy()
     finally:
-        con.execute(f"drop table if exists {_PRIOR}")
         con.execute(f"drop table if exists {_IDS}")
     n = len(customers)
     code = np.asarray(prior["code"], dtype=np.int64)

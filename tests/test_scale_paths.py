@@ -64,8 +64,8 @@ def test_all_user_top_k_equals_implicit_recommend() -> None:
 @pytest.mark.parametrize("items", [7, 40, 3_000])
 def test_ties_go_to_the_lower_item_index_and_unfillable_slots_stay_empty(items: int) -> None:
     """Integer factors make scores exact and ties everywhere (duplicated items, a zero user):
-    the answer is the brute-force order, whatever the chunking; a user who has seen all but
-    a few items gets only those, the rest -1 / NaN."""
+    the answer is the brute-force order, whatever the chunking and tiling; a user who has seen
+    all but a few items gets only those, the rest -1 / NaN."""
     rng = np.random.default_rng(items)
     base = rng.integers(-2, 3, size=(max(items // 3, 1), 4)).astype(np.float32)
     item_f = base[rng.integers(0, len(base), items)]
@@ -73,6 +73,9 @@ def test_ties_go_to_the_lower_item_index_and_unfillable_slots_stay_empty(items: 
     user_f[0] = 0.0
     seen = _seen(300, items, 5, seed=items).tolil()
     seen[1, : max(items - 3, 0)] = 1.0
+    # Every item of the first tiles seen: the user's slots stay free past them (more than one
+    # product tile of 512 items at 3,000).
+    seen[2, : max(items - 20, 0) and min(items - 20, 1_100)] = 1.0
     seen = seen.tocsr()
     expected = _reference(user_f, item_f, seen, K)
     for cells, threads in [(1 << 20, 0), (64, 2), (1, 1)]:
