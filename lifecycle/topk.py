@@ -57,8 +57,8 @@ def _merge(best: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def _kth_score(best: np.ndarray) -> np.ndarray:
-    """The score a new item must beat to enter each row's ``best``: -inf while a slot is free.
-    Equal is not enough: a later tile's items have higher indices, which lose the tie."""
+    """The score a new item must reach to enter each row's ``best`` (-inf while a slot is
+    free); an equal score enters only with a lower index, which its key decides."""
     low = best.min(axis=1)
     _, score = _unpack(low)
     return np.where(low == _EMPTY, np.float32(-np.inf), score).astype(np.float32)
@@ -77,7 +77,7 @@ def _take(
         return
     counts = np.bincount(rows, minlength=at.size)
     # Late in the stream a row rarely has more than one candidate: it replaces the row's
-    # weakest key (it beats it: the candidates are above the row's threshold).
+    # weakest key if it beats it (a tie of scores goes to the lower index).
     if rows.size == at.size and counts.max() == 1:
         one, ones = at, keys
     else:
@@ -89,7 +89,8 @@ def _take(
         kth[at[many]] = _kth_score(merged)
     if one.size:
         kept = best[one]
-        kept[np.arange(one.size), kept.argmin(axis=1)] = ones
+        weakest = (np.arange(one.size), kept.argmin(axis=1))
+        kept[weakest] = np.maximum(kept[weakest], ones)
         best[one] = kept
         kth[one] = _kth_score(kept)
 
@@ -118,8 +119,14 @@ def top_k_unseen(
         return ids, scores
     tile = min(TILE_ITEMS, n_items)
     items = np.asarray(item_factors, dtype=np.float32)
+    # Items by descending norm: the first tiles raise every user's threshold quickly and the
+    # later ones, whose scores are bounded by smaller norms, rarely beat it. Keys keep the
+    # original index, so the answer does not depend on this order.
+    order = np.argsort(-np.linalg.norm(items, axis=1), kind="stable")
+    place = np.empty_like(order)
+    place[order] = np.arange(n_items)
     starts = list(range(0, n_items, tile))
-    tiles = [np.ascontiguousarray(items[t0 : t0 + tile].T) for t0 in starts]
+    tiles = [np.ascontiguousarray(items[order[t0 : t0 + tile]].T) for t0 in starts]
     step = max(1, min(chunk_cells // tile, n_rows))
     local = threading.local()
 
@@ -129,7 +136,10 @@ def top_k_unseen(
         if not hasattr(local, "buffer"):
             local.buffer = np.empty((step, tile), dtype=np.float32)
         users = np.asarray(factors[lo:hi], dtype=np.float32)
-        part = seen[lo:hi].tocsc()  # this block's seen cells, by item
+        rows_seen = seen[lo:hi]  # this block's seen cells, by item in the tiles' order
+        part = sp.csr_matrix(
+            (rows_seen.data, place[rows_seen.indices], rows_seen.indptr), shape=rows_seen.shape
+        ).tocsc()
         best = np.full((hi - lo, take), _EMPTY, dtype=np.int64)
         kth = np.full(hi - lo, -np.inf, dtype=np.float32)
         for t0, item_tile in zip(starts, tiles, strict=True):
@@ -141,11 +151,11 @@ def top_k_unseen(
                 cols = np.repeat(np.arange(width), np.diff(part.indptr[t0 : t0 + width + 1]))
                 block[part.indices[a:b], cols] = -np.inf
             full = kth > -np.inf
-            hit = np.flatnonzero((block.max(axis=1) > kth) & full)
+            hit = np.flatnonzero((block.max(axis=1) >= kth) & full)
             if hit.size:
                 sub = block[hit]
-                rows, cols = np.divmod(np.flatnonzero(sub > kth[hit, None]), width)
-                _take(best, kth, hit, rows, _keys(sub[rows, cols], cols + t0))
+                rows, cols = np.divmod(np.flatnonzero(sub >= kth[hit, None]), width)
+                _take(best, kth, hit, rows, _keys(sub[rows, cols], order[cols + t0]))
             fresh = np.flatnonzero(~full)  # a slot still free (the first tile, mostly)
             if fresh.size:
                 # Not every cell: those at or above the row's take-th best of this tile.
@@ -153,7 +163,7 @@ def top_k_unseen(
                 n = min(take, width)
                 floor = np.partition(sub, width - n, axis=1)[:, width - n]
                 rows, cols = np.nonzero((sub >= floor[:, None]) & (sub > -np.inf))
-                _take(best, kth, fresh, rows, _keys(sub[rows, cols], cols + t0))
+                _take(best, kth, fresh, rows, _keys(sub[rows, cols], order[cols + t0]))
         ordered = np.take_along_axis(best, np.argsort(best, axis=1)[:, ::-1], axis=1)
         top, top_scores = _unpack(ordered)
         valid = ordered != _EMPTY
