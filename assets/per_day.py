@@ -19,17 +19,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-# Why internals: Dagster's add_asset_metadata(partition_key=...) rebuilds its whole metadata
-# accumulator (a copy and a type check of every partition's entry so far) and lists the run's
-# partitions again on each call, so N days cost O(N²). add_partition_metadata below makes the
-# same entries in one step; these two names are the accumulator's own types.
-from dagster._core.execution.context.metadata_logging import (
-    AssetMetadataHandle,
-    OutputMetadataAccumulator,
-)
-
 from assets.common import json_safe, table_value
 from lifecycle import gates, metrics
+from resources.partition_metadata import merge_partition_metadata
 
 DAYS_TAG = "lifecycle/days"
 
@@ -174,12 +166,9 @@ def add_partition_metadata(
             f"metadata for partition(s) {', '.join(stray[:5])} not targeted by this run"
         )
     key = asset_key or context.assets_def.key
-    step = context.get_step_execution_context()
-    merged = dict(step._metadata_accumulator.per_output_metadata)
-    for day in rest:
-        handle = AssetMetadataHandle(asset_key=key, partition_key=day)
-        merged[handle] = {**merged.get(handle, {}), **per_day[day]}
-    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
+    merge_partition_metadata(
+        context.get_step_execution_context(), key, {day: per_day[day] for day in rest}
+    )
 
 
 @dataclass(frozen=True)

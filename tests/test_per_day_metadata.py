@@ -68,6 +68,11 @@ def test_ranged_raw_run_records_each_days_figures_and_check(
     assert [quarantine[d]["rows"] for d in DAYS] == [0, 4, 0]
     quality = latest_by_day(instance, QUALITY)
     assert [quality[d]["passed"] for d in DAYS] == [True, False, True]
+    # The column schema (the same every day) is stored once, on the range's last day.
+    for table in (clean, quarantine, quality):
+        assert [("dagster/column_schema" in table[d]) for d in DAYS] == [False, False, True]
+    names = [c.name for c in clean[DAYS[-1]]["dagster/column_schema"].columns]
+    assert {"customer_id", "amount", "event_date"} <= set(names)
 
     evaluations = result.get_asset_check_evaluations()
     assert sorted(str(e.partition) for e in evaluations) == DAYS
@@ -113,6 +118,11 @@ def test_ranged_feature_run_records_each_days_customers(
     assert [features[d]["customers"] for d in DAYS] == [12, 18, 24]
     assert [features[d]["rows"] for d in DAYS] == [12, 18, 24]
     assert all(features[d]["range_rows"] == 54 for d in DAYS)
+    assert [("dagster/column_schema" in features[d]) for d in DAYS] == [False, False, True]
+    # A run of one day keeps its schema on its own event.
+    run(defs, instance, [FEATURES], partition="2026-03-02")
+    again = latest_by_day(instance, FEATURES)["2026-03-02"]
+    assert "customer_id" in [c.name for c in again["dagster/column_schema"].columns]
 
 
 def test_drop_sensor_range_requests_name_their_days() -> None:
