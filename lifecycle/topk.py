@@ -5,12 +5,14 @@ exact answer. Two things keep close to it. The product runs on tiles (a block of
 few hundred items), so each tile of item factors is reused by thousands of users and the
 scores stay in cache: a skinny product of 20 users against 50,000 items ran at less than half
 the speed. And the selection streams over the tiles: each user keeps their k best so far, and
-a tile only matters for users whose best score in it beats their k-th; after the first tiles
-that is a small share, so most cells cost one vectorised ``max`` and nothing else. User blocks
+a tile only matters for users whose best score in it reaches their k-th. Items stream by
+descending norm, so the first tiles set high thresholds and later ones rarely reach them: most
+cells cost one vectorised ``max`` and nothing else (1M users x 50k items: 0.52x of implicit's
+``recommend``, the product alone 0.33x; ``benchmarks.scale``). User blocks
 run on a small thread pool (numpy releases the GIL); memory stays bounded by block x threads.
 
 Ties are broken by the lower item index: scores and indices are packed into one int64 key, so
-the answer does not depend on the partition algorithm or on the tiling.
+the answer does not depend on the partition algorithm, the tiling or the order of the stream.
 """
 
 from __future__ import annotations
