@@ -73,12 +73,10 @@ def topk_job(side: str, users: int, items: int, factors: int) -> dict[str, Any]:
         # (users x TILE_ITEMS items, ~1M cells), same threads as the platform's kernel.
         from concurrent.futures import ThreadPoolExecutor
 
-        from lifecycle.topk import TILE_ITEMS
+        from lifecycle.topk import TILE_ITEMS, item_tiles
 
         step = max(1, (1 << 20) // TILE_ITEMS)
-        tiles = [
-            np.ascontiguousarray(item_f[t : t + TILE_ITEMS].T) for t in range(0, items, TILE_ITEMS)
-        ]
+        tiles = item_tiles(item_f, TILE_ITEMS)
 
         def block(lo: int) -> float:
             users = user_f[lo : lo + step]

@@ -75,26 +75,14 @@ def _take(
 ) -> None:
     """Merge candidates (``rows`` index into ``at``) into the rows ``at`` of ``best``, in place,
     and renew their thresholds."""
-    if not rows.size:
-        return
-    counts = np.bincount(rows, minlength=at.size)
-    # Late in the stream a row rarely has more than one candidate: it replaces the row's
-    # weakest key if it beats it (a tie of scores goes to the lower index).
-    if rows.size == at.size and counts.max() == 1:
-        one, ones = at, keys
-    else:
-        many = counts > 1
-        one, ones = at[counts == 1], keys[(counts == 1)[rows]]
-        pick = many[rows]
-        merged = _merge(best[at[many]], np.cumsum(many)[rows[pick]] - 1, keys[pick])
-        best[at[many]] = merged
-        kth[at[many]] = _kth_score(merged)
-    if one.size:
-        kept = best[one]
-        weakest = (np.arange(one.size), kept.argmin(axis=1))
-        kept[weakest] = np.maximum(kept[weakest], ones)
-        best[one] = kept
-        kth[one] = _kth_score(kept)
+    if rows.size:
+        best[at] = _merge(best[at], rows, keys)
+        kth[at] = _kth_score(best[at])
+
+
+def item_tiles(items: np.ndarray, tile: int) -> list[np.ndarray]:
+    """``items`` (n x factors) as contiguous (factors x tile) blocks, the product's right side."""
+    return [np.ascontiguousarray(items[t0 : t0 + tile].T) for t0 in range(0, len(items), tile)]
 
 
 def top_k_unseen(
@@ -128,7 +116,7 @@ def top_k_unseen(
     place = np.empty_like(order)
     place[order] = np.arange(n_items)
     starts = list(range(0, n_items, tile))
-    tiles = [np.ascontiguousarray(items[order[t0 : t0 + tile]].T) for t0 in starts]
+    tiles = item_tiles(items[order], tile)
     step = max(1, min(chunk_cells // tile, n_rows))
     local = threading.local()
 
