@@ -70,7 +70,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
             ),
             "source": source_from_settings(settings),
             "registry": RegistryResource(
-                database=settings.warehouse.database, artifact_root=settings.warehouse.artifact_root
+                database=settings.warehouse.database,
+                artifact_root=settings.warehouse.artifact_root,
+                connection_config=duckdb_config,
             ),
             "warehouse": Warehouse(
                 database=settings.warehouse.database, connection_config=duckdb_config

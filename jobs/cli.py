@@ -27,7 +27,7 @@ from jobs.runs import _run, root_cause
 __all__ = ["demo", "main", "root_cause"]  # root_cause: the one-line error the CLI prints
 from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
-from lifecycle.registry import ModelRegistry
+from lifecycle.registry import DAGSTER_DUCKDB_CONFIG, ModelRegistry
 from lifecycle.settings import Settings, SettingsError, load_settings
 from resources.instance_env import apply_instance_env
 from resources.warehouse import WarehouseFileError
@@ -43,7 +43,14 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _registry(settings: Settings) -> ModelRegistry:
-    registry = ModelRegistry(settings.warehouse.database, settings.warehouse.artifact_root)
+    registry = ModelRegistry(
+        settings.warehouse.database,
+        settings.warehouse.artifact_root,
+        connection_config={
+            **DAGSTER_DUCKDB_CONFIG,
+            "memory_limit": settings.warehouse.memory_limit,
+        },
+    )
     registry.ensure_schema()
     return registry
 

@@ -1,6 +1,7 @@
 """One job run as the terminal reports it: a status that tells a gate doing its job (blocked,
 refused, waiting) from a failure, each failed step's root cause, and the failed gates."""
 
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from dagster_shared.error import SerializableErrorInfo
 from assets.per_day import days_tag
 from assets.promotion import OUT_OF_TIME, WAITING
 from jobs.demo_story import gate_line
+from resources.registry import Warehouse
 
 
 @dataclass
@@ -54,14 +56,15 @@ def _run(
     # The UI keeps every event and traceback; the terminal gets one line per run and, for a
     # failure, the root cause.
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance,
-        partition_key=partition,
-        tags=tags,
-        asset_selection=list(keys) if keys else None,
-        run_config={**(run_config or {}), **quiet},
-        raise_on_error=False,
-    )
+    with _held_open(defs):
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            tags=tags,
+            asset_selection=list(keys) if keys else None,
+            run_config={**(run_config or {}), **quiet},
+            raise_on_error=False,
+        )
     causes = [
         (event.step_key or "?", root_cause(event.step_failure_data.error))
         for event in result.all_events
@@ -106,6 +109,12 @@ def _run(
     for step, cause in causes:
         print(f"    {step}: {cause}")
     return outcome
+
+
+def _held_open(defs: dg.Definitions) -> contextlib.AbstractContextManager[None]:
+    """The warehouse held open for the run (see :meth:`Warehouse.held_open`), if it has one."""
+    warehouse = (defs.resources or {}).get("warehouse")
+    return warehouse.held_open() if isinstance(warehouse, Warehouse) else contextlib.nullcontext()
 
 
 def _status(success: bool, causes: Sequence[str]) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the project with its dev tools. Idempotent: when the
 # venv was installed from this very pyproject.toml (the stamp below), pip is not run again
-# (a no-op pip install still costs ~10 s); SETUP_FORCE=1 reinstalls anyway.
+# (a no-op install still costs seconds); SETUP_FORCE=1 reinstalls anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -13,6 +13,14 @@ if [ "${SETUP_FORCE:-0}" != "1" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$
   && [ -x .venv/bin/lifecycle ]; then
   exit 0
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# uv resolves and installs the same releases as pip (compared by `pip freeze`) in ~10 s instead
+# of ~60 s; it is itself one wheel from the registry. Where it cannot be had, plain pip does the
+# work. SETUP_PIP=1 forces pip.
+if [ "${SETUP_PIP:-0}" != "1" ] && { [ -x .venv/bin/uv ] \
+    || .venv/bin/python -m pip install --quiet uv >/dev/null 2>&1; } && [ -x .venv/bin/uv ]; then
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+else
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+fi
 echo "$want" > "$stamp"

@@ -263,3 +263,26 @@ def test_failed_write_releases_the_database_file(wh: Warehouse) -> None:
     assert not result.success
     with duckdb.connect(str(wh.path)) as con:
         assert con.execute("select count(*) from wh.events").fetchone() == (12,)
+
+
+def test_run_holds_the_warehouse_open_and_the_registry_shares_it(
+    small_defs: tuple[Any, dg.Definitions],
+) -> None:
+    """While a CLI run executes, the warehouse's database stays open (a connection with other
+    settings is refused, as only an open file refuses it), every resource's connections share
+    it (the registry's settings match the IO manager's), and the file is free after the run."""
+    from jobs.runs import _held_open
+    from resources.registry import RegistryResource
+
+    settings, defs = small_defs
+    path = settings.warehouse.database
+    registry = defs.resources["registry"]
+    assert isinstance(registry, RegistryResource)
+    with _held_open(defs):
+        with pytest.raises(duckdb.ConnectionException, match="different configuration"):
+            duckdb.connect(path, config={"threads": 1})
+        registry.registry().ensure_schema()  # same settings as the held connection: shares it
+        with defs.resources["warehouse"].get_connection() as con:
+            assert con.execute("select count(*) from registry.model_versions").fetchone() == (0,)
+    with duckdb.connect(path, config={"threads": 1}) as con:  # released: any settings again
+        assert con.execute("select 1").fetchone() == (1,)
