@@ -48,7 +48,8 @@ class Warehouse(DuckDBResource):
         Each step opens and closes its own connections (~300 in the demo), and when the last
         one closes DuckDB closes the file, checkpointing it: 17 ms each time it is reopened.
         One connection held for the run lets the others share the open database. Another
-        process cannot write to the file meanwhile, as during any of the run's writes.
+        process cannot open the file at all meanwhile, not even read-only (DuckDB locks it for
+        the whole run, not only while a step has it open); the registry's readers wait ~6 s.
         """
         if self.database == ":memory:":
             yield

@@ -131,12 +131,13 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
 
 
 def test_warehouse_memory_limit_reaches_both_duckdb_resources() -> None:
-    """``warehouse.memory_limit`` bounds DuckDB in the IO manager and the warehouse resource."""
+    """``warehouse.memory_limit`` bounds DuckDB in the IO manager, the warehouse resource and
+    the registry (one setting for all three: a held-open file takes no other)."""
     raw = load_settings().model_dump(mode="json")
     raw["warehouse"]["memory_limit"] = "768MB"
     from lifecycle.settings import parse_settings
 
     defs = definitions.build_defs(parse_settings(raw, "test settings"))
-    for key in ("io_manager", "warehouse"):
+    for key in ("io_manager", "warehouse", "registry"):
         resource = defs.resources[key]
         assert resource.connection_config == {"memory_limit": "768MB"}, key  # type: ignore[union-attr]
