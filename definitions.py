@@ -58,7 +58,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets += build_family_assets(registration, partitions, settings)
     drift = [(r.keys, r.family.daily_check.name) for r in registrations if r.family.daily_check]
     jobs = build_jobs(keys)
-    duckdb_config = {"memory_limit": settings.warehouse.memory_limit}
+    duckdb_config = settings.warehouse.connection_config()
     return dg.Definitions(
         assets=assets,
         jobs=jobs.all(),

@@ -27,9 +27,10 @@ from jobs.runs import _run, root_cause
 __all__ = ["demo", "main", "root_cause"]  # root_cause: the one-line error the CLI prints
 from lifecycle.interactions import RECOMMENDATION_COLUMNS
 from lifecycle.recommender import load_bundle, recommend_users
-from lifecycle.registry import DAGSTER_DUCKDB_CONFIG, ModelRegistry
+from lifecycle.registry import ModelRegistry
 from lifecycle.settings import Settings, SettingsError, load_settings
 from resources.instance_env import apply_instance_env
+from resources.registry import RegistryResource
 from resources.warehouse import WarehouseFileError
 
 
@@ -43,16 +44,12 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _registry(settings: Settings) -> ModelRegistry:
-    registry = ModelRegistry(
-        settings.warehouse.database,
-        settings.warehouse.artifact_root,
-        connection_config={
-            **DAGSTER_DUCKDB_CONFIG,
-            "memory_limit": settings.warehouse.memory_limit,
-        },
-    )
-    registry.ensure_schema()
-    return registry
+    # The code location's registry resource, so the CLI connects with the same settings.
+    return RegistryResource(
+        database=settings.warehouse.database,
+        artifact_root=settings.warehouse.artifact_root,
+        connection_config=settings.warehouse.connection_config(),
+    ).registry()
 
 
 def _family_of(key: dg.AssetKey) -> str | None:

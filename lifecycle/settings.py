@@ -52,6 +52,11 @@ class WarehouseSettings(_Strict):
         "of RAM): past it, joins and windows spill to disk instead of growing the process.",
     )
 
+    def connection_config(self) -> dict[str, str]:
+        """The DuckDB settings of every connection to the warehouse file (IO manager, warehouse
+        resource, registry): DuckDB refuses a second connection to an open file with others."""
+        return {"memory_limit": self.memory_limit}
+
     @field_validator("database", "artifact_root")
     @classmethod
     def _from_project_root(cls, v: str) -> str:

@@ -130,7 +130,7 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
         load_settings(bad)
 
 
-def test_warehouse_memory_limit_reaches_both_duckdb_resources() -> None:
+def test_warehouse_memory_limit_reaches_every_duckdb_resource() -> None:
     """``warehouse.memory_limit`` bounds DuckDB in the IO manager, the warehouse resource and
     the registry (one setting for all three: a held-open file takes no other)."""
     raw = load_settings().model_dump(mode="json")
