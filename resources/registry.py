@@ -45,7 +45,7 @@ class Warehouse(DuckDBResource):
     def held_open(self) -> Iterator[None]:
         """Keep the database open while a run executes in this process.
 
-        Each step opens and closes its own connections (~300 in the demo), and when the last
+        Each step opens and closes its own connections (261 in the demo), and when the last
         one closes DuckDB closes the file, checkpointing it: 17 ms each time it is reopened.
         One connection held for the run lets the others share the open database. Another
         process cannot open the file at all meanwhile, not even read-only (DuckDB locks it for
