@@ -157,10 +157,11 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
 
         # Validated and written a chunk of customers at a time (staged, then the range replaced
         # in one transaction): a million customers over months never sit in memory at once.
+        # In place: the schema coerces nothing, and pandera's default copies every chunk.
         chunks = coded_feature_chunks(coded, days, windows, dormant)
         return dg.Output(
             FrameChunks(
-                (schema.validate(chunk) for chunk in chunks),
+                (schema.validate(chunk, inplace=True) for chunk in chunks),
                 empty=empty_features(windows),
                 on_chunk=written,
                 on_done=done,

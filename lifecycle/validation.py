@@ -197,7 +197,7 @@ def _row_rules(spec: TableSpec, limits: Limits) -> pa.DataFrameSchema:
 def _reasons_from(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.Series:
     """Run the rules lazily and collect, per row index, every reason it failed."""
     try:
-        schema.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True, inplace=True)  # nothing coerced: no copy of the rows
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.dropna(subset=["index"])
         cases = cases.assign(reason=cases["column"].astype(str) + ": " + cases["check"].astype(str))
