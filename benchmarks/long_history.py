@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import tempfile
 import time
@@ -154,6 +155,7 @@ def main() -> None:
         default="interactions",
         help="a ratings export (files → raw) or an orders export (files → raw → features)",
     )
+    parser.add_argument("--json", type=Path, dest="json_path", help="also the raw numbers")
     args = parser.parse_args()
     end = dt.date(2026, 1, 1)
     start = end - dt.timedelta(days=round(365.25 * args.years))
@@ -173,6 +175,11 @@ def main() -> None:
     assets_s, status = float(assets_result[0]), str(assets_result[1])  # type: ignore[index]
     direct_s = float(direct_result)  # type: ignore[arg-type]
     quiet = days - frame["timestamp"].floordiv(86_400).nunique()
+    if args.json_path:
+        numbers = {"table": args.table, "days": days, "rows": len(frame), "quiet_days": int(quiet)}
+        numbers |= {"assets_s": assets_s, "status": status, "direct_s": direct_s}
+        numbers |= {"assets_peak_mb": assets_peak, "direct_peak_mb": direct_peak}
+        args.json_path.write_text(json.dumps(numbers, default=str))
     print(
         f"| {args.table}: days | rows | quiet days | through the assets s | direct s | ratio | "
         "peak RSS MiB (assets / direct) |"

@@ -20,6 +20,7 @@ read the ratio, not the seconds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -237,8 +238,15 @@ def features_job(side: str, path: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _row(what: str, platform: dict[str, Any], direct: dict[str, Any], note: str) -> dict[str, str]:
+def _row(what: str, platform: dict[str, Any], direct: dict[str, Any], note: str) -> dict[str, Any]:
+    """A table row, and under ``raw`` its numbers for ``benchmarks.all``'s targets."""
     return {
+        "raw": {
+            "platform_s": platform["s"],
+            "direct_s": direct["s"],
+            "platform_rss_mb": platform["rss"],
+            "direct_rss_mb": direct["rss"],
+        },
         "what": what,
         "platform s": f"{platform['s']:.1f}",
         "direct s": f"{direct['s']:.1f}",
@@ -248,7 +256,7 @@ def _row(what: str, platform: dict[str, Any], direct: dict[str, Any], note: str)
     }
 
 
-def _topk_row(users: int, items: int, factors: int) -> dict[str, str]:
+def _topk_row(users: int, items: int, factors: int) -> dict[str, Any]:
     mine = isolated(topk_job, "platform", users, items, factors)
     theirs = isolated(topk_job, "direct", users, items, factors)
     floor = isolated(topk_job, "gemm", users, items, factors)
@@ -262,7 +270,7 @@ def _topk_row(users: int, items: int, factors: int) -> dict[str, str]:
     return _row(what, mine, theirs, note)
 
 
-def _features_row(customers: int) -> dict[str, str]:
+def _features_row(customers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "activity.duckdb"
         n_rows = build_activity(path, customers)
@@ -275,7 +283,7 @@ def _features_row(customers: int) -> dict[str, str]:
     return _row(what, mine, theirs, note)
 
 
-def _features_assets_row(customers: int) -> dict[str, str]:
+def _features_assets_row(customers: int) -> dict[str, Any]:
     from benchmarks.feature_day import feature_day_row
 
     out = feature_day_row(customers, DAY, HISTORY_DAYS)
@@ -300,6 +308,7 @@ def main() -> None:
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--churn-rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--out", type=Path, default=Path("/tmp/p3_scale.md"))
+    parser.add_argument("--json", type=Path, dest="json_path", help="also the raw numbers")
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -311,25 +320,30 @@ def main() -> None:
     t0 = time.perf_counter()
 
     if "topk" in args.parts:
-        rows.append(_topk_row(args.users, args.items, args.factors))
+        rows.append(_topk_row(args.users, args.items, args.factors) | {"part": "topk"})
         print(rows[-1], flush=True)
     for n in args.churn_rows if "churn" in args.parts else []:
         mine = isolated(churn_job, "platform", n)
         theirs = isolated(churn_job, "direct", n)
         note = f"AUC {mine['auc']:.4f} vs {theirs['auc']:.4f}; direct: xgb.train on DMatrix"
-        rows.append(
-            _row(f"churn fit, {n:,} rows x {N_FEATURES}, {ROUNDS} rounds", mine, theirs, note)
-        )
+        what = f"churn fit, {n:,} rows x {N_FEATURES}, {ROUNDS} rounds"
+        rows.append(_row(what, mine, theirs, note) | {"part": "churn", "rows": n})
         print(rows[-1], flush=True)
 
     if "features" in args.parts:
-        rows.append(_features_row(args.users))
+        rows.append(_features_row(args.users) | {"part": "features"})
         print(rows[-1], flush=True)
     if "features_assets" in args.parts:
-        rows.append(_features_assets_row(args.users))
+        rows.append(_features_assets_row(args.users) | {"part": "features_assets"})
         print(rows[-1], flush=True)
 
-    table = pd.DataFrame(rows).to_markdown(index=False)
+    shown = [{k: v for k, v in r.items() if k not in ("raw", "part", "rows")} for r in rows]
+    table = pd.DataFrame(shown).to_markdown(index=False)
+    if args.json_path:
+        raws = [
+            r["raw"] | {"part": r["part"], "what": r["what"], "rows": r.get("rows")} for r in rows
+        ]
+        args.json_path.write_text(json.dumps(raws, indent=2))
     footer = f"\n\ntotal {time.perf_counter() - t0:.0f} s, {os.cpu_count()} CPUs\n"
     print(table + footer)
     args.out.write_text(table + footer)
