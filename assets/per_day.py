@@ -56,6 +56,22 @@ def per_day(frame: pd.DataFrame, date_column: str, column: str, how: str) -> pd.
     return out
 
 
+def _day_runs(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(first position, rows, day key) of each day when ``values`` is sorted by day (feature
+    chunks come in (day, customer) order), found by comparing neighbours instead of hashing
+    every row; None when it is not sorted."""
+    days = values.to_numpy()
+    if days.dtype.kind != "M" or len(days) == 0 or bool(np.isnat(days).any()):
+        return None
+    change = days[1:] != days[:-1]
+    if bool(np.any(days[1:][change] < days[:-1][change])):
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], change]))
+    counts = np.diff(np.append(starts, len(days)))
+    keys = np.asarray(pd.DatetimeIndex(days[starts]).strftime("%Y-%m-%d"), dtype=object)
+    return starts, counts, keys
+
+
 class DailyTally:
     """Rows and a preview of each day of a range, gathered frame by frame (a range written in
     chunks is never one frame): one ``bincount`` per frame for the counts, and the first rows
@@ -74,11 +90,25 @@ class DailyTally:
         self.rows += len(frame)
         if not len(frame):
             return self
-        codes, keys = day_codes(frame[self.date_column])
-        for key, n in zip(keys, np.bincount(codes, minlength=len(keys)).tolist(), strict=True):
+        runs = _day_runs(frame[self.date_column])
+        if runs is None:
+            codes, keys = day_codes(frame[self.date_column])
+            counts = np.bincount(codes, minlength=len(keys))
+        else:
+            starts, counts, keys = runs
+        for key, n in zip(keys, counts.tolist(), strict=True):
             self.counts[str(key)] = self.counts.get(str(key), 0) + n
-        first = pd.Series(codes).groupby(codes).head(self.preview_rows).index.to_numpy()
-        heads, head_codes = frame.iloc[first], codes[first]
+        wanted = [len(self.previews.get(str(k), ())) < self.preview_rows for k in keys]
+        if not any(wanted):  # every day of this frame already has its preview
+            return self
+        if runs is None:
+            first = pd.Series(codes).groupby(codes).head(self.preview_rows).index.to_numpy()
+            head_codes = codes[first]
+        else:  # the first rows of each run: no grouping of the whole frame
+            n = np.minimum(counts, self.preview_rows)
+            head_codes = np.repeat(np.arange(len(keys)), n)
+            first = starts[head_codes] + np.arange(len(head_codes)) - np.repeat(np.cumsum(n) - n, n)
+        heads = frame.iloc[first]
         for code in np.unique(head_codes):
             day = str(keys[code])
             have = self.previews.get(day)

@@ -232,9 +232,9 @@ def coded_feature_chunks(
     first as-of day)."""
     per_chunk = max(1, chunk_rows // max(len(as_of_days), 1))
     for block in feature_blocks(coded, as_of_days, windows, max_dormant_days, per_chunk):
-        order = np.lexsort((block.customer_positions, block.day_rows))
         frame = block.frame
-        if bool(np.any(order != np.arange(len(order)))):  # one day's rows come in order
+        if not _ordered(block.day_rows, block.customer_positions):  # as the kernel yields them
+            order = np.lexsort((block.customer_positions, block.day_rows))
             frame = frame.take(order).reset_index(drop=True)
         frame.attrs["left_out_dormant"] = block.left_out
         positions = block.customer_positions
@@ -242,6 +242,13 @@ def coded_feature_chunks(
             int(np.count_nonzero(np.bincount(positions - positions.min()))) if len(positions) else 0
         )
         yield frame
+
+
+def _ordered(days: np.ndarray, customers: np.ndarray) -> bool:
+    """Rows already in (day, customer) order, by comparing neighbours (a lexsort of every
+    chunk only to find it ordered cost ~10 ms per 500k rows)."""
+    step, same = days[1:] - days[:-1], customers[1:] > customers[:-1]
+    return bool(np.all((step > 0) | ((step == 0) & same)))
 
 
 def code_activity(

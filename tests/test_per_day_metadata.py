@@ -220,3 +220,25 @@ def test_day_summary_previews_keep_the_tables_columns_and_count_every_day() -> N
     assert preview["customer_id"].tolist() == ["0042"]
     none = day_summary(con, "t", "as_of_date", start, end, "avg(churned)", preview_rows=0)
     assert none.tally.rows == 12 and not none.tally.previews
+
+
+def test_tally_of_day_sorted_chunks_equals_the_grouped_tally() -> None:
+    """Chunks in (day, customer) order take the neighbour-comparing path; the same rows in
+    any order give the same counts and the same first rows of each day."""
+    from assets.per_day import DailyTally
+
+    days = pd.to_datetime(["2026-03-01"] * 7 + ["2026-03-02"] * 2 + ["2026-03-04"] * 6)
+    frame = pd.DataFrame({"as_of_date": days, "customer_id": [f"{i:04d}" for i in range(15)]})
+    chunks = [frame.iloc[:4], frame.iloc[4:11], frame.iloc[11:]]  # days split across chunks
+    fast = DailyTally("as_of_date", preview_rows=3)
+    for chunk in chunks:
+        fast.add(chunk.reset_index(drop=True))
+    slow = DailyTally("as_of_date", preview_rows=3)
+    for chunk in chunks:  # reversed rows: not sorted by day, so grouped by hashing
+        slow.add(chunk.iloc[::-1].reset_index(drop=True))
+    assert fast.counts == slow.counts == {"2026-03-01": 7, "2026-03-02": 2, "2026-03-04": 6}
+    expect = {"2026-03-01": ["0000", "0001", "0002"], "2026-03-02": ["0007", "0008"]}
+    expect["2026-03-04"] = ["0009", "0010", "0011"]
+    assert {d: p["customer_id"].tolist() for d, p in fast.previews.items()} == expect
+    # The grouped path keeps each day's first rows in the order given (here reversed).
+    assert {d: len(p) for d, p in slow.previews.items()} == {d: len(v) for d, v in expect.items()}
