@@ -87,7 +87,8 @@ def build_feature_assets(partitions: Partitions, settings: Settings) -> list[dg.
         start, end = local_window(context)
         require_materialized(context, RAW_TRANSACTIONS, day_keys(start, end), "daily activity")
         activity = daily_activity(transactions)
-        customers = per_day(activity, "activity_date", "customer_id", "nunique")
+        # One row per customer-day (daily_activity groups by both): customers = rows per day.
+        customers = per_day(activity, "activity_date", "customer_id", "size")
         return dg.Output(
             activity,
             metadata=daily_frame_metadata(

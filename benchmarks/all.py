@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,14 @@ def targets(
     return out
 
 
+def _server(report: Path) -> dict[str, str]:
+    """The PostgreSQL server's version, as the orchestration report's header names it."""
+    for part in report.read_text().split("; "):
+        if part.startswith("postgres server "):
+            return {"postgres server": part.removeprefix("postgres server ").split(".\n")[0]}
+    return {}
+
+
 def _run(args: list[str], log: Path) -> None:
     """One benchmark command, its output kept; a failed command stops the report."""
     progress("python -m " + " ".join(args))
@@ -233,10 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 "# Orchestration cost: every target in one run",
                 "",
-                f"Command: `python -m benchmarks.all {' '.join(sys.argv[1:] if argv is None else argv)}`"
+                f"Command: `python -m benchmarks.all {shlex.join(sys.argv[1:] if argv is None else argv)}`"
                 f" ({(time.perf_counter() - started) / 60:.1f} min in all).",
                 "",
-                "Machine: " + "; ".join(f"{k} {v}" for k, v in describe().items()) + ".",
+                "Machine: "
+                + "; ".join(f"{k} {v}" for k, v in describe(_server(orch_md)).items())
+                + ".",
                 *(["", args.note] if args.note else []),
                 "",
                 "## Targets",

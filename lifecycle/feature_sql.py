@@ -45,8 +45,15 @@ def coded_window(
             f"from {table} where activity_date < $to group by customer_id",
             {k: bounds[k] for k in ("from", "to")},
         )
-        # As Arrow strings, straight from DuckDB: no Python string per customer.
-        ids = con.sql(f"select customer_id from {_IDS} order by code").to_arrow_table()
+        # As Arrow strings, straight from DuckDB: no Python string per customer; the lifetime
+        # state beside them in the same fetch (NULL: nothing before the window).
+        ids = con.sql(
+            "select customer_id, cast(first_date - $first as double) first_offset, "
+            "cast(last_date - $first as double) last_offset, "
+            "coalesce(cast(txn_count as double), 0) n, coalesce(cast(spend as double), 0) spend, "
+            f"cast(active_days as double) active_days from {_IDS} order by code",
+            params={"first": first},
+        ).to_arrow_table()
         customers = ids.column("customer_id").combine_chunks().cast(pa.string())
         rows = con.execute(
             "select cast(cast(a.activity_date as date) - $first as bigint) day_offset, i.code, "
@@ -55,22 +62,13 @@ def coded_window(
             "where a.activity_date >= $from and a.activity_date < $to order by i.code",
             bounds,
         ).fetchnumpy()
-        prior = con.execute(
-            "select code, cast(first_date - $first as double) first_offset, "
-            "cast(last_date - $first as double) last_offset, cast(txn_count as double) n, "
-            "cast(spend as double) spend, cast(active_days as double) active_days "
-            f"from {_IDS} where active_days > 0",
-            {"first": first},
-        ).fetchnumpy()
     finally:
         con.execute(f"drop table if exists {_IDS}")
-    n = len(customers)
-    code = np.asarray(prior["code"], dtype=np.int64)
 
-    def spread(values: Any, missing: float) -> np.ndarray:
-        out = np.full(n, missing)
-        out[code] = np.asarray(values, dtype=np.float64)
-        return out
+    def column(name: str) -> np.ndarray:
+        """A float column of ``ids``, NULL as NaN (one array per customer, in code order)."""
+        values = ids.column(name).combine_chunks()
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
     return CodedActivity(
         customers=customers,
@@ -79,9 +77,9 @@ def coded_window(
         code=np.asarray(rows["code"], dtype=np.int64),
         txn_count=np.asarray(rows["txn_count"], dtype=np.float64),
         spend=np.asarray(rows["spend"], dtype=np.float64),
-        prior_first=spread(prior["first_offset"], np.nan),
-        prior_last=spread(prior["last_offset"], np.nan),
-        prior_count=spread(prior["n"], 0.0),
-        prior_spend=spread(prior["spend"], 0.0),
-        prior_days=spread(prior["active_days"], 0.0),
+        prior_first=column("first_offset"),
+        prior_last=column("last_offset"),
+        prior_count=column("n"),
+        prior_spend=column("spend"),
+        prior_days=column("active_days"),
     )
