@@ -252,7 +252,8 @@ def _frame(
 ) -> pd.DataFrame:
     """The cells (r, c) of each (day x customer) column, gathered straight into the one float
     block pandas keeps them in: built column by column, pandas stacked them into that block
-    with a second copy (at 100k customers x 273 days, 3 GB copied and 2.3 s of the run)."""
+    with a second copy (a 500k-row chunk: 63-134 ms, now ~21 ms; 3 GB fewer bytes copied over
+    a 100k customers x 273 days range)."""
     block = np.empty((len(cols), len(r)), dtype=np.float64)
     flat = np.ravel_multi_index((r, c), shape)
     for row, values in zip(block, cols.values(), strict=True):
