@@ -35,8 +35,12 @@ def day_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each row's day as a code into the sorted day keys (YYYY-MM-DD). Each distinct day is
     formatted once: formatting every row costs seconds at millions of rows."""
     codes, uniques = pd.factorize(values, sort=True)
-    keys = np.asarray(pd.DatetimeIndex(pd.to_datetime(uniques)).strftime("%Y-%m-%d"), dtype=object)
-    return codes, keys
+    return codes, _keys(uniques)
+
+
+def _keys(days: Any) -> np.ndarray:
+    """Distinct days as partition keys (YYYY-MM-DD), an object array."""
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(days)).strftime("%Y-%m-%d"), dtype=object)
 
 
 def day_key(values: pd.Series) -> pd.Series:
@@ -68,8 +72,7 @@ def _day_runs(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
         return None
     starts = np.flatnonzero(np.concatenate([[True], change]))
     counts = np.diff(np.append(starts, len(days)))
-    keys = np.asarray(pd.DatetimeIndex(days[starts]).strftime("%Y-%m-%d"), dtype=object)
-    return starts, counts, keys
+    return starts, counts, _keys(days[starts])
 
 
 class DailyTally:

@@ -108,7 +108,8 @@ def targets(
             add(
                 f"{largest:,} × {ingest['days']} days backfill through the assets, {storage}: "
                 "≤ 6 GB peak RSS",
-                f"{ingest['assets_rss_mb']:,.0f} MiB ({ingest['ratio']:.2f}× direct)",
+                f"{ingest['assets_rss_mb']:,.0f} MiB (direct {ingest['direct_rss_mb']:,.0f} MiB; "
+                f"its time {ingest['ratio']:.2f}× direct)",
                 ingest["assets_rss_mb"] <= 6 * GB,
             )
     if history:
@@ -152,14 +153,6 @@ def targets(
                 growth <= 1.5,
             )
     return out
-
-
-def _server(report: Path) -> dict[str, str]:
-    """The PostgreSQL server's version, as the orchestration report's header names it."""
-    for part in report.read_text().split("; "):
-        if part.startswith("postgres server "):
-            return {"postgres server": part.removeprefix("postgres server ").split(".\n")[0]}
-    return {}
 
 
 def _run(args: list[str], log: Path) -> None:
@@ -246,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" ({(time.perf_counter() - started) / 60:.1f} min in all).",
                 "",
                 "Machine: "
-                + "; ".join(f"{k} {v}" for k, v in describe(_server(orch_md)).items())
+                + "; ".join(f"{k} {v}" for k, v in describe(orch.get("machine")).items())
                 + ".",
                 *(["", args.note] if args.note else []),
                 "",

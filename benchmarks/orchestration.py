@@ -306,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text)
     if args.json_path:
-        args.json_path.write_text(json.dumps({"rows": rows, "demo": demo}, indent=2, default=str))
+        numbers = {"rows": rows, "demo": demo, "machine": extra}
+        args.json_path.write_text(json.dumps(numbers, indent=2, default=str))
     failed = demo is not None and demo["exit"] != 0
     return 1 if failed or any(not math.isfinite(r["ratio"]) for r in rows) else 0
 

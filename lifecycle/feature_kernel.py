@@ -257,10 +257,8 @@ def _frame(
     block = np.empty((len(cols), len(r)), dtype=np.float64)
     flat = np.ravel_multi_index((r, c), shape)
     for row, values in zip(block, cols.values(), strict=True):
-        full = np.broadcast_to(values, shape)
-        if full.dtype == np.float64 and full.flags.c_contiguous:
-            np.take(full.reshape(-1), flat, out=row)
-        else:
-            row[:] = full[r, c]
+        # A no-op for the kernel's (day x customer) float arrays; a copy only for anything else.
+        full = np.ascontiguousarray(np.broadcast_to(values, shape), dtype=np.float64)
+        np.take(full.reshape(-1), flat, out=row)
     # Transposed, the block is the frame's own (2-D ndarray input is not copied with copy=False).
     return pd.DataFrame(block.T, columns=list(cols), copy=False)
